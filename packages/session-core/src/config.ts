@@ -1,0 +1,192 @@
+import type { Options as SequelizeOptions } from 'sequelize';
+import { ConfigError } from './errors.js';
+import { redactUrl } from './redact.js';
+
+/** A function that receives every SQL statement when `echo` is on. */
+export type EchoFunction = (sql: string) => void;
+
+/** Options of `createEngine`. */
+export interface EngineOptions {
+  pool?: {
+    /** Most connections open at once (default 10). */
+    max?: number;
+    /** Connections kept open when idle (default 0). */
+    min?: number;
+    /** How long a session waits for a free connection before `PoolTimeoutError` (default 30000). */
+    acquireTimeoutMs?: number;
+    /** How long an idle connection stays open (default 10000). */
+    idleTimeoutMs?: number;
+  };
+  /** Log every statement: `true` for `console.log`, or a function. Passwords never appear. */
+  echo?: boolean | EchoFunction;
+  /** Server-side `statement_timeout` of every connection. */
+  statementTimeoutMs?: number;
+  /** Server-side `idle_in_transaction_session_timeout` of every connection. */
+  idleInTransactionTimeoutMs?: number;
+  /** `application_name` shown in `pg_stat_activity`. */
+  applicationName?: string;
+  /** Read replica URLs; read-only sessions use them. */
+  replicas?: readonly string[];
+  /** Queries outside any session throw `NoActiveSessionError` instead of autocommitting. */
+  strict?: boolean;
+  /** Extra Sequelize options, passed through (connection settings above win). */
+  sequelize?: Omit<SequelizeOptions, 'dialect' | 'host' | 'port' | 'database' | 'username' | 'password' | 'pool' | 'replication'>;
+}
+
+/** A parsed, validated PostgreSQL connection URL. */
+export interface ParsedUrl {
+  host: string;
+  port: number;
+  database: string;
+  username: string;
+  password: string | undefined;
+  ssl: boolean;
+  /** The URL with its password shown as `***`. */
+  redacted: string;
+}
+
+export interface ResolvedEngineOptions {
+  pool: { max: number; min: number; acquireTimeoutMs: number; idleTimeoutMs: number };
+  echo: EchoFunction | undefined;
+  statementTimeoutMs: number | undefined;
+  idleInTransactionTimeoutMs: number | undefined;
+  applicationName: string | undefined;
+  replicas: ParsedUrl[];
+  strict: boolean;
+  sequelize: EngineOptions['sequelize'];
+}
+
+/** The transaction isolation levels PostgreSQL accepts. */
+export const ISOLATION_LEVELS = ['READ UNCOMMITTED', 'READ COMMITTED', 'REPEATABLE READ', 'SERIALIZABLE'] as const;
+export type IsolationLevel = (typeof ISOLATION_LEVELS)[number];
+
+/** Parse a `postgres://` URL; any problem is a `ConfigError` whose message never shows the password. */
+export function parseDatabaseUrl(url: unknown, field = 'url'): ParsedUrl {
+  if (typeof url !== 'string' || url.trim() === '') {
+    throw new ConfigError(field, 'a PostgreSQL URL is required (postgres://user:password@host:5432/database)');
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError(field, `is not a valid URL: ${redactUrl(url)}`);
+  }
+  const redacted = parsed.password ? redactUrl(`${parsed.protocol}//${parsed.username}:x@${parsed.host}${parsed.pathname}`) : `${parsed.protocol}//${parsed.username ? `${parsed.username}@` : ''}${parsed.host}${parsed.pathname}`;
+  if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
+    throw new ConfigError(field, `unsupported dialect "${parsed.protocol.replace(/:$/, '')}" in ${redacted}; sessionlocal supports PostgreSQL (postgres://)`);
+  }
+  if (!parsed.hostname) throw new ConfigError(field, `has no host: ${redacted}`);
+  const port = parsed.port ? Number(parsed.port) : 5432;
+  const database = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
+  if (!database) throw new ConfigError(field, `has no database name: ${redacted}`);
+  const sslmode = parsed.searchParams.get('sslmode');
+  const ssl = parsed.searchParams.get('ssl') === 'true' || (sslmode !== null && sslmode !== 'disable' && sslmode !== 'prefer' && sslmode !== 'allow');
+  return {
+    host: parsed.hostname.replace(/^\[|\]$/g, ''),
+    port,
+    database,
+    username: decodeURIComponent(parsed.username || 'postgres'),
+    password: parsed.password ? decodeURIComponent(parsed.password) : undefined,
+    ssl,
+    redacted,
+  };
+}
+
+function integer(field: string, value: unknown, min: number, fallback: number): number;
+function integer(field: string, value: unknown, min: number, fallback?: undefined): number | undefined;
+function integer(field: string, value: unknown, min: number, fallback?: number): number | undefined {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    throw new ConfigError(field, `must be an integer >= ${min}, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** Validate and fill in defaults for `createEngine` options. */
+export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngineOptions {
+  if (options === null || typeof options !== 'object') throw new ConfigError('options', 'must be an object');
+  const pool = options.pool ?? {};
+  const max = integer('pool.max', pool.max, 1, 10);
+  const min = integer('pool.min', pool.min, 0, 0);
+  if (min > max) throw new ConfigError('pool.min', `must not exceed pool.max (${max}), got ${min}`);
+  const echo = options.echo;
+  if (echo !== undefined && typeof echo !== 'boolean' && typeof echo !== 'function') {
+    throw new ConfigError('echo', 'must be a boolean or a function');
+  }
+  if (options.applicationName !== undefined && (typeof options.applicationName !== 'string' || options.applicationName.length > 63)) {
+    throw new ConfigError('applicationName', 'must be a string of at most 63 characters');
+  }
+  const replicas = options.replicas ?? [];
+  if (!Array.isArray(replicas)) throw new ConfigError('replicas', 'must be an array of URLs');
+  return {
+    pool: {
+      max,
+      min,
+      acquireTimeoutMs: integer('pool.acquireTimeoutMs', pool.acquireTimeoutMs, 1, 30_000),
+      idleTimeoutMs: integer('pool.idleTimeoutMs', pool.idleTimeoutMs, 1, 10_000),
+    },
+    echo: echo === true ? (sql) => console.log(`[sessionlocal] ${sql}`) : echo || undefined,
+    statementTimeoutMs: integer('statementTimeoutMs', options.statementTimeoutMs, 0),
+    idleInTransactionTimeoutMs: integer('idleInTransactionTimeoutMs', options.idleInTransactionTimeoutMs, 0),
+    applicationName: options.applicationName,
+    replicas: replicas.map((url, i) => parseDatabaseUrl(url, `replicas[${i}]`)),
+    strict: options.strict ?? false,
+    sequelize: options.sequelize,
+  };
+}
+
+/** Validate an isolation level (case-insensitive); `field` names the option in errors. */
+export function checkIsolationLevel(value: unknown, field = 'isolationLevel'): IsolationLevel | undefined {
+  if (value === undefined) return undefined;
+  const upper = typeof value === 'string' ? value.toUpperCase().replace(/_/g, ' ') : value;
+  if (!ISOLATION_LEVELS.includes(upper as IsolationLevel)) {
+    throw new ConfigError(field, `unknown isolation level ${JSON.stringify(value)}; use one of ${ISOLATION_LEVELS.join(', ')}`);
+  }
+  return upper as IsolationLevel;
+}
+
+const SETTING_NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/;
+
+/** Validate transaction-local settings: names are identifiers (`app.tenant_id`), values strings. */
+export function checkSettings(settings: unknown, field = 'settings'): Record<string, string> | undefined {
+  if (settings === undefined || settings === null) return undefined;
+  if (typeof settings !== 'object' || Array.isArray(settings)) throw new ConfigError(field, 'must be an object of name -> string value');
+  const entries = Object.entries(settings as Record<string, unknown>);
+  if (entries.length === 0) return undefined;
+  for (const [name, value] of entries) {
+    if (!SETTING_NAME.test(name) || name.length > 63) {
+      throw new ConfigError(`${field}.${JSON.stringify(name)}`, 'is not a valid setting name (letters, digits, _ and one optional dot, e.g. "app.tenant_id")');
+    }
+    if (typeof value !== 'string') throw new ConfigError(`${field}.${name}`, `must be a string, got ${typeof value}`);
+  }
+  return settings as Record<string, string>;
+}
+
+/** Read engine configuration from environment variables. */
+export function optionsFromEnv(env: NodeJS.ProcessEnv): { url: string; options: EngineOptions } {
+  const url = env.DATABASE_URL;
+  if (!url) throw new ConfigError('DATABASE_URL', 'is not set');
+  const num = (name: string, min: number): number | undefined => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return undefined;
+    if (!/^\d+$/.test(raw.trim()) || Number(raw) < min) throw new ConfigError(name, `must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
+    return Number(raw);
+  };
+  const echoRaw = env.DB_ECHO?.toLowerCase();
+  if (echoRaw !== undefined && !['', '0', '1', 'true', 'false', 'yes', 'no'].includes(echoRaw)) {
+    throw new ConfigError('DB_ECHO', `must be true/false/1/0, got ${JSON.stringify(env.DB_ECHO)}`);
+  }
+  const pool: NonNullable<EngineOptions['pool']> = {};
+  const max = num('DB_POOL_MAX', 1);
+  const min = num('DB_POOL_MIN', 0);
+  const acquire = num('DB_POOL_ACQUIRE_TIMEOUT_MS', 1);
+  const idle = num('DB_POOL_IDLE_TIMEOUT_MS', 1);
+  if (max !== undefined) pool.max = max;
+  if (min !== undefined) pool.min = min;
+  if (acquire !== undefined) pool.acquireTimeoutMs = acquire;
+  if (idle !== undefined) pool.idleTimeoutMs = idle;
+  const options: EngineOptions = { pool, echo: echoRaw === '1' || echoRaw === 'true' || echoRaw === 'yes' };
+  const statement = num('DB_STATEMENT_TIMEOUT_MS', 0);
+  if (statement !== undefined) options.statementTimeoutMs = statement;
+  return { url, options };
+}

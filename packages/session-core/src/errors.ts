@@ -1,0 +1,120 @@
+/** Stable machine-readable codes carried by every sessionlocal error. */
+export type SessionLocalErrorCode =
+  | 'CONFIG_INVALID'
+  | 'NO_ACTIVE_SESSION'
+  | 'SESSION_CLOSED'
+  | 'POOL_TIMEOUT'
+  | 'INSTANCE_EXPIRED'
+  | 'ENGINE_DISPOSED'
+  | 'COMMIT_FAILED'
+  | 'TRANSACTION_ABORTED';
+
+/** Base class of every error thrown by sessionlocal; `code` is stable across releases. */
+export class SessionLocalError extends Error {
+  readonly code: SessionLocalErrorCode;
+
+  constructor(code: SessionLocalErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { name: this.name, code: this.code, message: this.message };
+  }
+}
+
+/** Bad engine or factory configuration; `field` names the offending option or variable. */
+export class ConfigError extends SessionLocalError {
+  readonly field: string;
+
+  constructor(field: string, problem: string) {
+    super('CONFIG_INVALID', `${field}: ${problem}`);
+    this.field = field;
+  }
+
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), field: this.field };
+  }
+}
+
+/** No session in the current async context (or a query ran outside one on a `strict` engine). */
+export class NoActiveSessionError extends SessionLocalError {
+  constructor(message = 'No active session in this async context. Run the code inside SessionLocal.begin(fn), session.run(fn) or a request handled by a sessionlocal adapter.') {
+    super('NO_ACTIVE_SESSION', message);
+  }
+
+  static strictQuery(sql: string): NoActiveSessionError {
+    const head = sql.length > 80 ? `${sql.slice(0, 80)}...` : sql;
+    return new NoActiveSessionError(`Query outside any session on a strict engine: ${head}. Run it inside SessionLocal.begin(fn), or use engine.autocommit(fn) for deliberate autocommit work.`);
+  }
+}
+
+/** The session was closed; create a new one with `SessionLocal()`. */
+export class SessionClosedError extends SessionLocalError {
+  constructor(sessionId: number) {
+    super('SESSION_CLOSED', `Session ${sessionId} is closed; create a new one with SessionLocal().`);
+  }
+}
+
+/** No pooled connection became free within `pool.acquireTimeoutMs`. Adapters answer 503. */
+export class PoolTimeoutError extends SessionLocalError {
+  readonly timeoutMs: number;
+
+  constructor(timeoutMs: number, cause?: unknown) {
+    super('POOL_TIMEOUT', `No database connection became free within ${timeoutMs} ms (pool exhausted). Retry later, raise pool.max or shorten transactions.`, { cause });
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** An attribute of an instance expired at commit (`expireOnCommit: true`) was read. */
+export class InstanceExpiredError extends SessionLocalError {
+  readonly model: string;
+  readonly attribute: string;
+
+  constructor(model: string, attribute: string) {
+    super('INSTANCE_EXPIRED', `${model}.${attribute} was expired at commit (expireOnCommit: true); reload it with await session.refresh(instance).`);
+    this.model = model;
+    this.attribute = attribute;
+  }
+}
+
+/** The engine was disposed; it opens no new sessions. */
+export class EngineDisposedError extends SessionLocalError {
+  constructor() {
+    super('ENGINE_DISPOSED', 'The engine has been disposed and opens no new sessions.');
+  }
+}
+
+/** COMMIT failed (e.g. a deferred constraint); the transaction was rolled back. */
+export class CommitError extends SessionLocalError {
+  constructor(sessionId: number, cause: unknown) {
+    super('COMMIT_FAILED', `COMMIT of session ${sessionId} failed, the transaction was rolled back: ${describe(cause)}`, { cause });
+  }
+}
+
+/** A statement failed earlier in the transaction; nothing runs until rollback. */
+export class TransactionAbortedError extends SessionLocalError {
+  constructor(sessionId: number, firstFailure: unknown) {
+    super('TRANSACTION_ABORTED', `Session ${sessionId}: the transaction is aborted because an earlier statement failed (${describe(firstFailure)}); roll back before running more statements.`, { cause: firstFailure });
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) {
+    const code = sqlState(error);
+    return code ? `${error.message} [SQLSTATE ${code}]` : error.message;
+  }
+  return String(error);
+}
+
+/** The PostgreSQL SQLSTATE of an error, looking through Sequelize wrappers and `cause`. */
+export function sqlState(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 6 && current && typeof current === 'object'; depth++) {
+    const e = current as { code?: unknown; parent?: unknown; original?: unknown; cause?: unknown };
+    if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return e.code;
+    current = e.parent ?? e.original ?? e.cause;
+  }
+  return undefined;
+}

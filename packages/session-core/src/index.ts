@@ -1,0 +1,30 @@
+export { createEngine, engineFromEnv, Engine, type EngineStats, type PooledConnection } from './engine.js';
+export { sessionmaker, type SessionFactory, type SessionOptions, type BeginOptions, type SessionEvents, type SessionEvent, type ResolvedSessionOptions } from './sessionmaker.js';
+export { Session, type SessionState } from './session.js';
+export { ISOLATION_LEVELS, type IsolationLevel, type EngineOptions, type EchoFunction } from './config.js';
+export {
+  SessionLocalError,
+  ConfigError,
+  NoActiveSessionError,
+  SessionClosedError,
+  PoolTimeoutError,
+  InstanceExpiredError,
+  EngineDisposedError,
+  CommitError,
+  TransactionAbortedError,
+  sqlState,
+  type SessionLocalErrorCode,
+} from './errors.js';
+export {
+  RequestScope,
+  openRequestScope,
+  checkRequestSessionOptions,
+  httpErrorFor,
+  type RequestSessionOptions,
+  type RouteSessionOptions,
+  type RequestOutcome,
+  type RequestResult,
+  type HttpError,
+  type FinishMode,
+} from './request-scope.js';
+export { redactUrl } from './redact.js';

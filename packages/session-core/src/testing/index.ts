@@ -1,0 +1,3 @@
+export { testDatabaseUrl, createTestDatabase, type TestDatabase } from './database.js';
+export { transactionalFactory, type TransactionalFactory } from './transactional-factory.js';
+export { startEmbeddedPostgres, freePort, type EmbeddedDatabase } from './embedded.js';
