@@ -1,0 +1,1 @@
+console.log('shops arrive with the sample apps');
