@@ -60,6 +60,11 @@ export class SessionClosedError extends SessionLocalError {
 /** No pooled connection became free within `pool.acquireTimeoutMs`. Adapters answer 503. */
 export class PoolTimeoutError extends SessionLocalError {
   readonly timeoutMs: number;
+  /** Read by Express's finalhandler, Koa's `ctx.onerror` and Fastify's error handler. */
+  readonly status = 503;
+  readonly statusCode = 503;
+  readonly expose = true;
+  readonly headers: Record<string, string> = { 'retry-after': '1' };
 
   constructor(timeoutMs: number, cause?: unknown) {
     super('POOL_TIMEOUT', `No database connection became free within ${timeoutMs} ms (pool exhausted). Retry later, raise pool.max or shorten transactions.`, { cause });
@@ -88,6 +93,8 @@ export class EngineDisposedError extends SessionLocalError {
 
 /** COMMIT failed (e.g. a deferred constraint); the transaction was rolled back. */
 export class CommitError extends SessionLocalError {
+  readonly status = 500;
+  readonly statusCode = 500;
   constructor(sessionId: number, cause: unknown) {
     super('COMMIT_FAILED', `COMMIT of session ${sessionId} failed, the transaction was rolled back: ${describe(cause)}`, { cause });
   }
