@@ -95,7 +95,7 @@ export class Session {
 
   /** The session's Sequelize transaction, beginning it if needed. */
   transaction(): Promise<Transaction> {
-    this.assertOpen();
+    if (this._state === 'closed') return Promise.reject(new SessionClosedError(this.id));
     if (this.tx) return Promise.resolve(this.tx);
     this.beginning ??= this.open().finally(() => {
       this.beginning = undefined;
