@@ -1,0 +1,10 @@
+export { Shop, InjectedFault, type ShopOptions, type ItemView, type OrderView } from './shop.js';
+export { ShopError, toHttpError, isUnexpected, type ShopErrorCode, type ShopHttpError } from './errors.js';
+export { parseNewItem, parseNewOrder, parseId, parseSleepMs, parseFailAt, FAIL_POINTS, MAX_INT, MAX_SLEEP_MS, type NewItem, type NewOrder, type FailPoint } from './validation.js';
+export { defineModels, type ShopModels, type Item, type Order, type Payment } from './models.js';
+export { migrate, migrations, type MigrateOptions, type MigrationContext, type MigrationFn } from './migrate.js';
+export { Receipts } from './receipts.js';
+export { FakePaymentGateway, PAYMENT_ID_PATTERN } from './payment-gateway.js';
+export { shopConfigFromEnv, type ShopConfig } from './config.js';
+export { openShop, type ShopRuntime, type OpenShopOptions } from './runtime.js';
+export { runShop, closeHttpServer, listenHttpServer, type RunningServer } from './server.js';

@@ -1,0 +1,89 @@
+import type { Server } from 'node:http';
+import { openShop, type ShopRuntime } from './runtime.js';
+
+/** A listening HTTP server, as each app's `listen` returns it. */
+export interface RunningServer {
+  /** The port actually bound (PORT=0 picks a free one). */
+  port: number;
+  /** Stop accepting connections and wait for in-flight requests. */
+  close(): Promise<void>;
+}
+
+const SHUTDOWN_GRACE_MS = 10_000;
+
+/**
+ * The `main` of every sample app: open the shop (embedded PostgreSQL when `DATABASE_URL` is
+ * unset, migrations), start the app's server, print `<name> listening on http://host:port`,
+ * and on SIGTERM/SIGINT stop accepting, dispose the engine, stop the embedded database, exit 0.
+ */
+export async function runShop(name: string, listen: (runtime: ShopRuntime) => Promise<RunningServer>): Promise<void> {
+  const log = (line: string) => console.log(`[${name}] ${line}`);
+  let runtime: ShopRuntime | undefined;
+  let server: RunningServer | undefined;
+  let stopping = false;
+
+  const stop = async (signal: string) => {
+    if (stopping) {
+      log(`${signal} again: exiting now`);
+      process.exit(1);
+    }
+    stopping = true;
+    log(`${signal}: shutting down`);
+    const force = setTimeout(() => {
+      console.error(`[${name}] shutdown took longer than ${SHUTDOWN_GRACE_MS} ms: exiting`);
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS + 5_000);
+    force.unref();
+    let code = 0;
+    try {
+      await server?.close();
+      await runtime?.close();
+    } catch (error) {
+      console.error(`[${name}] shutdown failed:`, error);
+      code = 1;
+    }
+    log('stopped');
+    process.exit(code);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+  // a second Ctrl-C while shutting down
+  process.on('SIGINT', () => void (stopping && stop('SIGINT')));
+
+  try {
+    runtime = await openShop({ name, log });
+    if (stopping) return;
+    server = await listen(runtime);
+    log(`listening on http://${runtime.config.host}:${server.port}`);
+  } catch (error) {
+    console.error(`[${name}] failed to start:`, error);
+    await runtime?.close().catch(() => {});
+    process.exit(1);
+  }
+}
+
+/** `close()` for a `node:http` server: stop accepting, wait for in-flight requests, then cut what is left. */
+export function closeHttpServer(server: Server): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+    timer.unref();
+    server.close((error) => {
+      clearTimeout(timer);
+      if (error) reject(error);
+      else resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+/** Listen on `port`/`host` and resolve once bound. */
+export function listenHttpServer(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const address = server.address();
+      resolve(typeof address === 'object' && address ? address.port : port);
+    });
+  });
+}
