@@ -23,6 +23,13 @@ export interface RequestSessionOptions<Req> {
 /** Per-route control: `false` opts the route out of the session; an object changes the options. */
 export type RouteSessionOptions<Req> = false | Partial<Omit<RequestSessionOptions<Req>, 'factory'>>;
 
+/** The part of Node's `ServerResponse` a scope watches. */
+export interface ResponseLike {
+  readonly statusCode: number;
+  readonly writableFinished: boolean;
+  once(event: 'close' | 'finish', listener: () => void): unknown;
+}
+
 /** How a request ended, as the adapter saw it. */
 export interface RequestOutcome {
   status: number;
@@ -51,6 +58,7 @@ export class RequestScope {
   readonly finish: FinishMode;
   private readonly commitWhen: (status: number) => boolean;
   private ending: Promise<RequestResult> | undefined;
+  private failure: unknown;
 
   constructor(session: Session, finish: FinishMode, commitWhen: (status: number) => boolean) {
     this.session = session;
@@ -58,9 +66,34 @@ export class RequestScope {
     this.commitWhen = commitWhen;
   }
 
-  /** Run the rest of the request (`next`) with the session as the current one. */
+  /** Run the rest of the request (`next`) with the session as the current one (plainly once it is closed). */
   run<T>(fn: () => T): T {
-    return this.session.run(fn);
+    return this.session.state === 'closed' ? fn() : this.session.run(fn);
+  }
+
+  /** The handler failed (seen by a framework error hook): `end()` will roll back. */
+  fail(error: unknown): void {
+    this.failure ??= error;
+  }
+
+  /**
+   * Tie the scope to Node's `ServerResponse` (Express `res`, Koa `ctx.res`, Fastify `reply.raw`):
+   * a client gone before the response finished aborts `session.signal` and rolls back at once
+   * (after the statement in flight); with `'after-response'` the scope ends on `finish` with the
+   * final status. Whatever happened, the scope is ended when the response closes.
+   */
+  watch(res: ResponseLike): this {
+    res.once('close', () => {
+      if (res.writableFinished) {
+        void this.end({ status: res.statusCode }).catch(() => undefined);
+        return;
+      }
+      const reason = new DOMException('The client disconnected before the response was complete.', 'AbortError');
+      this.abort(reason);
+      void this.end({ status: res.statusCode, error: reason }).catch(() => undefined);
+    });
+    if (this.finish === 'after-response') res.once('finish', () => void this.end({ status: res.statusCode }).catch(() => undefined));
+    return this;
   }
 
   /** The client went away: abort `session.signal` now; `end()` will roll back. */
@@ -84,7 +117,9 @@ export class RequestScope {
   private async endNow(outcome: RequestOutcome): Promise<RequestResult> {
     const session = this.session;
     try {
-      if (outcome.error !== undefined || this.aborted || !this.commitWhen(outcome.status)) {
+      const error = outcome.error ?? this.failure;
+      if (error !== undefined) return { committed: false, error };
+      if (this.aborted || !this.commitWhen(outcome.status)) {
         return { committed: false, error: outcome.error };
       }
       try {
@@ -110,6 +145,19 @@ export function openRequestScope<Req>(options: RequestSessionOptions<Req>, req: 
   const readOnly = merged.readOnly ? merged.readOnly(req) : undefined;
   const session = settings === undefined && readOnly === undefined ? options.factory() : options.factory({ ...(settings && { settings }), ...(readOnly !== undefined && { readOnly }) });
   return new RequestScope(session, merged.finish ?? 'before-response', merged.commitWhen ?? defaultCommitWhen);
+}
+
+/**
+ * Per-route options met after the request's scope was opened (Express/Koa route middleware):
+ * end the untouched request scope and open the route's instead (`undefined` when it opts out).
+ * Throws `ConfigError` when something already used the request's session.
+ */
+export function reopenRequestScope<Req>(current: RequestScope | undefined, options: RequestSessionOptions<Req>, req: Req, route: RouteSessionOptions<Req>): RequestScope | undefined {
+  if (current && (current.session.state !== 'idle' || current.session.inTransaction)) {
+    throw new SessionLocalConfigError('route', 'per-route session options must run before anything uses the request session (put the route middleware first)');
+  }
+  if (current) void current.end({ status: 0, error: 'replaced by route options' }).catch(() => undefined);
+  return openRequestScope(options, req, route);
 }
 
 /** Validate adapter options once, at registration (`ConfigError` naming the field). */

@@ -75,18 +75,36 @@ describe('engine configuration is validated eagerly', () => {
 
 describe('passwords never leak', () => {
   it('echo logs statements without the password, and engine.url is redacted', async () => {
+    const role = `sl_echo_${Date.now().toString(36)}`;
+    await h.observer.query(`CREATE ROLE ${role} LOGIN PASSWORD '${SECRET}'`);
+    try {
+      const url = new URL(h.db.url);
+      url.username = role;
+      url.password = SECRET;
+      const lines: string[] = [];
+      const engine = createEngine(url.toString(), { echo: (sql) => lines.push(sql), pool: { acquireTimeoutMs: 2000 } });
+      expect(engine.url).not.toContain(SECRET);
+      expect(engine.url).toContain('***');
+      await sessionmaker(engine).begin(() => engine.sequelize.query(`SELECT '${SECRET}' AS s, current_user AS u`));
+      await engine.dispose();
+      expect(lines.join('\n')).toMatch(/BEGIN/);
+      expect(lines.join('\n')).toMatch(/COMMIT/);
+      expect(lines.join('\n')).not.toContain(SECRET);
+    } finally {
+      await h.observer.query(`DROP ROLE IF EXISTS ${role}`);
+    }
+  });
+
+  it('a wrong password (on a password-auth server) or any connection error never shows the password', async () => {
     const url = new URL(h.db.url);
+    url.username = 'sl_nobody';
     url.password = SECRET;
-    const lines: string[] = [];
-    const engine = createEngine(url.toString(), { echo: (sql) => lines.push(sql), pool: { acquireTimeoutMs: 2000 } });
-    h.engines.push(engine);
-    expect(engine.url).not.toContain(SECRET);
-    expect(engine.url).toContain('***');
-    // trust auth on the test server ignores the password; a query mentioning it is still scrubbed
-    await sessionmaker(engine).begin(() => engine.sequelize.query(`SELECT '${SECRET}' AS s`));
-    expect(lines.join('\n')).toMatch(/BEGIN/);
-    expect(lines.join('\n')).toMatch(/COMMIT/);
-    expect(lines.join('\n')).not.toContain(SECRET);
+    const engine = createEngine(url.toString(), { pool: { acquireTimeoutMs: 2000 } });
+    const outcome = await sessionmaker(engine).begin(() => engine.sequelize.query('SELECT 1')).catch((e: unknown) => e);
+    await engine.dispose();
+    expect(outcome).toBeInstanceOf(Error); // the role does not exist, whatever the auth method
+    const text = [String((outcome as Error).message), String((outcome as Error).stack), JSON.stringify(outcome)].join('\n');
+    expect(text).not.toContain(SECRET);
   });
 
   it('a refused connection error carries no password in message, stack, cause chain or JSON', async () => {
