@@ -1,0 +1,83 @@
+import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
+import { sessionLocal } from '@sessionlocal/adapter-koa';
+import { isUnexpected, ShopError, toHttpError, type ShopRuntime } from '@sessionlocal/shop-domain';
+import Koa, { type Context, type Next } from 'koa';
+
+/** The shop over Koa: routes map HTTP to the domain; the adapter owns the session. */
+export function createApp({ shop, SessionLocal }: ShopRuntime): Koa {
+  const app = new Koa();
+
+  // Used before the adapter: /ping never has a session, so it never touches the pool.
+  const open = new Router();
+  open.get('/ping', (ctx) => {
+    ctx.body = shop.ping();
+  });
+
+  const router = new Router();
+  router.get('/health', async (ctx) => {
+    ctx.body = await shop.health();
+  });
+  router.post('/items', async (ctx) => {
+    ctx.status = 201;
+    ctx.body = await shop.createItem(jsonBody(ctx));
+  });
+  router.get('/items', async (ctx) => {
+    ctx.body = await shop.listItems();
+  });
+  router.get('/items/:id', async (ctx) => {
+    ctx.body = await shop.getItem(ctx.params.id);
+  });
+  router.post('/orders', async (ctx) => {
+    const order = await shop.placeOrder(jsonBody(ctx), ctx.get('x-fail-at'));
+    ctx.status = 201;
+    ctx.body = order;
+  });
+  router.get('/orders/:id', async (ctx) => {
+    ctx.body = await shop.getOrder(ctx.params.id);
+  });
+  router.get('/receipts', (ctx) => {
+    ctx.body = shop.listReceipts();
+  });
+  router.get('/sleep', async (ctx) => {
+    ctx.body = await shop.sleep(ctx.query.ms);
+  });
+  router.get('/stats', (ctx) => {
+    ctx.body = shop.stats();
+  });
+
+  app.use(errors);
+  app.use(open.routes());
+  app.use(
+    bodyParser({
+      enableTypes: ['json'],
+      onError: () => {
+        throw ShopError.malformedJson();
+      },
+    }),
+  );
+  app.use(sessionLocal({ factory: SessionLocal }));
+  app.use(router.routes());
+  app.use((ctx) => {
+    throw ShopError.routeNotFound(ctx.method, ctx.path);
+  });
+  return app;
+}
+
+/** The parsed JSON body, or undefined when there was none (bodyparser reports both as `{}`). */
+function jsonBody(ctx: Context): unknown {
+  return ctx.request.rawBody ? ctx.request.body : undefined;
+}
+
+/** Outermost middleware: every error becomes the shop's `{ error, message }` JSON. */
+async function errors(ctx: Context, next: Next): Promise<void> {
+  try {
+    await next();
+  } catch (error) {
+    if (isUnexpected(error)) console.error(`[koa-shop] ${ctx.method} ${ctx.originalUrl} failed:`, error instanceof Error ? `${error.name}: ${error.message}` : error);
+    const { status, headers, body } = toHttpError(error);
+    ctx.status = status;
+    ctx.set(headers);
+    ctx.body = body;
+  }
+}

@@ -1,0 +1,3 @@
+import { shopContractSuite } from './support/shop-suite.js';
+
+shopContractSuite('express-shop');
