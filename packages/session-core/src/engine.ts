@@ -133,7 +133,9 @@ export class Engine {
   release(connection: PooledConnection, destroy: boolean): void {
     const manager = (this.sequelize as unknown as { connectionManager: { pool: { release(c: unknown): void; destroy(c: unknown): Promise<void> | void } } }).connectionManager;
     connection.uuid = undefined;
-    if (destroy || connection._invalid || connection._ending) {
+    // Only an idle connection goes back: no open or aborted transaction (pg reports the status byte).
+    const status = typeof connection.getTransactionStatus === 'function' ? connection.getTransactionStatus() : 'I';
+    if (destroy || connection._invalid || connection._ending || (status !== 'I' && status !== null)) {
       Promise.resolve(manager.pool.destroy(connection)).catch(() => {});
     } else {
       manager.pool.release(connection);

@@ -20,6 +20,8 @@ export {
   openRequestScope,
   checkRequestSessionOptions,
   reopenRequestScope,
+  runOutsideSession,
+  runListenersInScope,
   httpErrorFor,
   type ResponseLike,
   type RequestSessionOptions,

@@ -52,6 +52,8 @@ export interface HttpError {
 
 const defaultCommitWhen = (status: number) => status < 400;
 
+const COMMIT_FAILED: HttpError = { status: 500, headers: {}, body: { error: 'commit_failed', message: 'The transaction could not be committed; nothing was saved.' } };
+
 /** The session of one request and the decision of how it ends. Adapters only call these methods. */
 export class RequestScope {
   readonly session: Session;
@@ -66,9 +68,9 @@ export class RequestScope {
     this.commitWhen = commitWhen;
   }
 
-  /** Run the rest of the request (`next`) with the session as the current one (plainly once it is closed). */
+  /** Run the rest of the request (`next`) with the session as the current one (with none once it is closed). */
   run<T>(fn: () => T): T {
-    return this.session.state === 'closed' ? fn() : this.session.run(fn);
+    return this.session.state === 'closed' ? runOutsideSession(this.session.factory, fn) : this.session.run(fn);
   }
 
   /** The handler failed (seen by a framework error hook): `end()` will roll back. */
@@ -107,7 +109,8 @@ export class RequestScope {
 
   /**
    * End the request's session: commit when the handler succeeded, the status passes
-   * `commitWhen` and the client is still there; otherwise roll back. Always closes. Idempotent.
+   * `commitWhen` and the client is still there; otherwise roll back. Always closes. Idempotent;
+   * never rejects (a failed COMMIT is reported in the result, with the `response` to send).
    */
   end(outcome: RequestOutcome): Promise<RequestResult> {
     this.ending ??= this.endNow(outcome);
@@ -119,19 +122,36 @@ export class RequestScope {
     try {
       const error = outcome.error ?? this.failure;
       if (error !== undefined) return { committed: false, error };
-      if (this.aborted || !this.commitWhen(outcome.status)) {
-        return { committed: false, error: outcome.error };
-      }
-      try {
-        await session.commit();
-        return { committed: true };
-      } catch (error) {
-        return { committed: false, error, response: httpErrorFor(error) };
-      }
+      // a closed session (the handler closed it) reads as aborted: nothing left to commit
+      if (this.aborted || !this.commitWhen(outcome.status)) return { committed: false };
+      await session.commit();
+      return { committed: true };
+    } catch (error) {
+      // COMMIT (or commitWhen) failed: the client must not get the handler's 2xx
+      return { committed: false, error, response: httpErrorFor(error) ?? COMMIT_FAILED };
     } finally {
-      await session.close();
+      // close() rolls back what is left; it reports its own failures and never changes the outcome
+      await session.close().catch(() => undefined);
     }
   }
+}
+
+/** Run `fn` where the factory's engine has no current session (an opted-out route). */
+export function runOutsideSession<T>(factory: SessionFactory, fn: () => T): T {
+  return factory.engine.scope.exit(fn);
+}
+
+/**
+ * Run the listeners of the request stream inside the request's scope. Body parsers that call
+ * back from stream events (`express.json()`, busboy, raw-body) otherwise continue the request in
+ * the socket's async context, where `SessionLocal.current()` finds nothing.
+ */
+export function runListenersInScope(emitter: { emit(event: string | symbol, ...args: any[]): boolean }, scope: () => RequestScope | undefined): void {
+  const emit = emitter.emit;
+  emitter.emit = function emitInScope(this: unknown, event: string | symbol, ...args: any[]): boolean {
+    const current = scope();
+    return current ? current.run(() => emit.call(this, event, ...args)) : emit.call(this, event, ...args);
+  };
 }
 
 /**
@@ -183,9 +203,7 @@ export function httpErrorFor(error: unknown): HttpError | undefined {
   if (found instanceof PoolTimeoutError) {
     return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'database_busy', message: 'The database is busy; retry shortly.' } };
   }
-  if (found instanceof CommitError) {
-    return { status: 500, headers: {}, body: { error: 'commit_failed', message: 'The transaction could not be committed; nothing was saved.' } };
-  }
+  if (found instanceof CommitError) return COMMIT_FAILED;
   return undefined;
 }
 

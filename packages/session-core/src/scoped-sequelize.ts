@@ -35,7 +35,7 @@ export function scopedSequelizeClass(engine: Engine): typeof Sequelize {
       }
       const transaction = opts?.transaction as Transaction | null | undefined;
       const session = transaction ? ownerOf(transaction) : undefined;
-      if (session) return session.runStatement(sql, () => base.call(this, sql, opts));
+      if (session) return session.runStatement(sql, opts, (text) => base.call(this, text, opts));
       try {
         return await base.call(this, sql, opts);
       } catch (error) {
@@ -90,7 +90,7 @@ export function scopedSequelizeClass(engine: Engine): typeof Sequelize {
 
 async function scopeTransaction(scope: Scope): Promise<Transaction | null | undefined> {
   if (scope.transaction !== undefined) return scope.transaction;
-  return scope.session ? scope.session.transaction() : undefined;
+  return scope.session ? scope.session.transactionForStatement() : undefined;
 }
 
 /** Savepoints of a session are RELEASEd (Sequelize 6 leaves them) and their afterCommit hooks wait for the real COMMIT. */

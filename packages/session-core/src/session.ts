@@ -37,6 +37,8 @@ export class Session {
   private tx: Transaction | undefined;
   private connection: PooledConnection | undefined;
   private beginning: Promise<Transaction> | undefined;
+  /** BEGIN not sent yet: it rides on the session's first statement (see runStatement). */
+  private pendingBegin: string | undefined;
   private failure: unknown;
   private dirty = false;
   private commitHooks: Hook[] | undefined;
@@ -94,7 +96,17 @@ export class Session {
   }
 
   /** The session's Sequelize transaction, beginning it if needed. */
-  transaction(): Promise<Transaction> {
+  async transaction(): Promise<Transaction> {
+    const tx = await this.transactionForStatement();
+    if (this.pendingBegin !== undefined) await this.flushBegin(this.connection as PooledConnection);
+    return tx;
+  }
+
+  /**
+   * @internal The transaction a statement is about to join. When the session begins here, BEGIN
+   * is not sent on its own: it is prefixed to the first statement (one round trip saved).
+   */
+  transactionForStatement(): Promise<Transaction> {
     if (this._state === 'closed') return Promise.reject(new SessionClosedError(this.id));
     if (this.tx) return Promise.resolve(this.tx);
     this.beginning ??= this.open().finally(() => {
@@ -118,7 +130,7 @@ export class Session {
     let broken = false;
     try {
       if (firstFailure !== undefined) throw new TransactionAbortedError(this.id, firstFailure);
-      await serial(connection, () => this.sendCommit(connection, tx));
+      await serial(connection, () => (this.pendingBegin === undefined ? this.sendCommit(connection, tx) : this.skipBegin()));
     } catch (error) {
       broken = firstFailure === undefined && isConnectionError(error);
       if (firstFailure !== undefined) {
@@ -191,16 +203,32 @@ export class Session {
     if (this.options.expireOnCommit) (this.expiring ??= new Set()).add(instance);
   }
 
-  /** @internal Run one statement of this session: in order, never after a failure, recording failures. */
-  runStatement<T>(sql: unknown, task: () => Promise<T>): Promise<T> {
+  /**
+   * @internal Run one statement of this session: in order, never after a failure, recording
+   * failures. `task` receives the SQL to send: a pending BEGIN rides on a plain SELECT without
+   * bind parameters as one simple-protocol message (`BEGIN …; SELECT …`), which PostgreSQL runs
+   * all-or-nothing: if BEGIN fails, the SELECT is not run.
+   */
+  runStatement<T>(sql: unknown, options: { type?: unknown; bind?: unknown } | undefined, task: (sql: unknown) => Promise<T>): Promise<T> {
     const connection = this.connection;
-    if (!connection) return task();
+    if (!connection) return task(sql);
     return serial(connection, async () => {
       const text = typeof sql === 'string' ? sql : '';
       const recovering = this.failure !== undefined && ROLLBACK_TO.test(text);
       if (this.failure !== undefined && !recovering) throw new TransactionAbortedError(this.id, this.failure);
+      let send = sql;
+      const pending = this.pendingBegin;
+      if (pending !== undefined) {
+        this.pendingBegin = undefined;
+        if (text && options?.type === 'SELECT' && options.bind === undefined) {
+          send = `${pending}; ${text}`;
+        } else {
+          this.engine.log(pending);
+          await connection.query(pending);
+        }
+      }
       try {
-        const result = await task();
+        const result = await task(send);
         if (recovering) {
           this.failure = undefined;
           this._state = 'active';
@@ -230,14 +258,18 @@ export class Session {
 
   // -- overridable transport (transactionalFactory replaces these with savepoints) --
 
-  /** @internal Acquire a connection and issue BEGIN with the session's options. */
-  protected async acquireAndBegin(): Promise<PooledConnection> {
+  /**
+   * @internal Acquire a connection and begin. Returns the BEGIN statement when it was left for
+   * the first statement to carry (no settings to apply), else undefined once BEGIN has run.
+   */
+  protected async acquireAndBegin(): Promise<{ connection: PooledConnection; pendingBegin?: string }> {
     const { readOnly, isolationLevel, settings } = this.options;
     const connection = await this.engine.acquire(readOnly);
+    let begin = 'BEGIN';
+    if (isolationLevel) begin += ` ISOLATION LEVEL ${isolationLevel}`;
+    if (readOnly) begin += ' READ ONLY';
+    if (!settings) return { connection, pendingBegin: begin };
     try {
-      let begin = 'BEGIN';
-      if (isolationLevel) begin += ` ISOLATION LEVEL ${isolationLevel}`;
-      if (readOnly) begin += ' READ ONLY';
       this.engine.log(begin);
       await connection.query(begin);
       if (settings) await applySettings(this.engine, connection, settings);
@@ -245,7 +277,7 @@ export class Session {
       this.engine.release(connection, true);
       throw error;
     }
-    return connection;
+    return { connection };
   }
 
   /** @internal */
@@ -267,13 +299,29 @@ export class Session {
 
   // -- internals --
 
+  private async flushBegin(connection: PooledConnection): Promise<void> {
+    await serial(connection, async () => {
+      const pending = this.pendingBegin;
+      if (pending === undefined) return;
+      this.pendingBegin = undefined;
+      this.engine.log(pending);
+      await connection.query(pending);
+    });
+  }
+
+  /** Nothing was sent on the connection: there is no transaction to end. */
+  private async skipBegin(): Promise<void> {
+    this.pendingBegin = undefined;
+  }
+
   private assertOpen(): void {
     if (this._state === 'closed') throw new SessionClosedError(this.id);
   }
 
   private async open(): Promise<Transaction> {
     const started = performance.now();
-    const connection = await this.acquireAndBegin();
+    const { connection, pendingBegin } = await this.acquireAndBegin();
+    this.pendingBegin = pendingBegin;
     if (this._state === 'closed') {
       this.releaseConnection(connection, true);
       throw new SessionClosedError(this.id);
@@ -308,7 +356,7 @@ export class Session {
       const started = performance.now();
       let broken = isBroken(connection);
       if (!broken) {
-        await serial(connection, () => this.sendRollback(connection, tx)).catch(() => {
+        await serial(connection, () => (this.pendingBegin === undefined ? this.sendRollback(connection, tx) : this.skipBegin())).catch(() => {
           broken = true;
         });
       }
@@ -338,6 +386,7 @@ export class Session {
     this.tx = undefined;
     this.connection = undefined;
     this.failure = undefined;
+    this.pendingBegin = undefined;
     if (this._state !== 'closed') this._state = 'idle';
     if (this.leakTimer) clearTimeout(this.leakTimer);
     this.leakTimer = undefined;

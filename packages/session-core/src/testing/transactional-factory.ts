@@ -36,7 +36,7 @@ export function transactionalFactory(SessionLocal: SessionFactory): Transactiona
       return `sl_test_${this.id}`;
     }
 
-    protected override async acquireAndBegin(): Promise<PooledConnection> {
+    protected override async acquireAndBegin(): Promise<{ connection: PooledConnection }> {
       const root = outerSession();
       await root.transaction();
       const connection = root.heldConnection as PooledConnection;
@@ -45,7 +45,7 @@ export function transactionalFactory(SessionLocal: SessionFactory): Transactiona
         await connection.query(`SAVEPOINT ${this.savepoint}`);
         if (this.options.settings) await applySettings(engine, connection, this.options.settings);
       });
-      return connection;
+      return { connection };
     }
 
     protected override async sendCommit(connection: PooledConnection, _tx: Transaction): Promise<void> {

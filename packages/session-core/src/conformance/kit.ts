@@ -1,0 +1,75 @@
+import type { IncomingHttpHeaders, Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Readable } from 'node:stream';
+import type { RequestSessionOptions, RouteSessionOptions } from '../request-scope.js';
+import type { Session } from '../session.js';
+
+/** What the suite's `settings(req)` / `readOnly(req)` read: Express `req`, Koa `ctx` and Fastify `request` all have it. */
+export interface RequestLike {
+  headers: IncomingHttpHeaders;
+}
+
+/** The framework-neutral view of a request that a scenario handler gets. */
+export interface HandlerContext {
+  /** `req.db` / `ctx.db` / `request.db` (`null` or `undefined` on an opted-out route). */
+  db: Session | null | undefined;
+  body: unknown;
+  headers: IncomingHttpHeaders;
+  query: Record<string, unknown>;
+}
+
+/** A JSON reply, or a streamed one (`stream` piped to the client). */
+export type HandlerResult = { status: number; headers?: Record<string, string>; body?: unknown } | { status: number; headers?: Record<string, string>; stream: Readable };
+
+export type Handler = (ctx: HandlerContext) => Promise<HandlerResult>;
+
+/** One route of a scenario app. */
+export interface ConformanceRoute {
+  method: 'GET' | 'POST';
+  path: string;
+  /** Per-route options: Express/Koa `sessionLocal.route(session)`, Fastify `config: { sessionLocal: session }`. */
+  session?: RouteSessionOptions<RequestLike>;
+  handler: Handler;
+}
+
+/** What an adapter's `createApp` gets: the adapter options and the routes to map to its framework. */
+export interface ConformanceKit {
+  /** Pass these to the adapter unchanged (`sessionLocal(kit.options)` / `register(fastifySessionLocal, kit.options)`). */
+  options: RequestSessionOptions<RequestLike>;
+  /** Install a JSON body parser after the adapter, then these routes. A thrown handler error goes to the framework. */
+  routes: ConformanceRoute[];
+  /** Call it from the framework's own error handling with each error, then let the framework answer as it does by default. */
+  onError(error: unknown): void;
+  /** Listen on 127.0.0.1 (random port); `close()` ends open connections and stops the server. */
+  listen(server: Server): Promise<ConformanceApp>;
+}
+
+/** A running scenario app. */
+export interface ConformanceApp {
+  url: string;
+  close(): Promise<void>;
+}
+
+/** What an adapter's test file passes to `runConformanceSuite`. */
+export interface ConformanceAdapter {
+  name: string;
+  createApp(kit: ConformanceKit): Promise<ConformanceApp>;
+}
+
+/** Listen on 127.0.0.1 on a free port. */
+export function listen(server: Server): Promise<ConformanceApp> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      resolve({
+        url: `http://127.0.0.1:${port}`,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            server.closeAllConnections();
+          }),
+      });
+    });
+  });
+}

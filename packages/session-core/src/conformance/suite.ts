@@ -1,0 +1,61 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { RequestSessionOptions } from '../request-scope.js';
+import { Fixture } from './fixture.js';
+import { listen, type ConformanceAdapter, type ConformanceApp, type RequestLike } from './kit.js';
+import { scenarios, type ScenarioContext } from './scenarios.js';
+
+/**
+ * Run every conformance scenario (SPEC §3 rules 1-6) against one adapter, over real HTTP on
+ * 127.0.0.1 and a real PostgreSQL database of its own. After each scenario, every engine's pool
+ * must have nothing in use and no backend may be left `idle in transaction`.
+ * @example
+ * runConformanceSuite({
+ *   name: 'express',
+ *   async createApp(kit) {
+ *     const app = express().use(sessionLocal(kit.options), express.json());
+ *     for (const route of kit.routes) app[route.method === 'GET' ? 'get' : 'post'](route.path, ...);
+ *     return kit.listen(http.createServer(app));
+ *   },
+ * });
+ */
+export function runConformanceSuite(adapter: ConformanceAdapter): void {
+  describe(`${adapter.name} adapter conformance`, () => {
+    const fx = new Fixture();
+    const apps: ConformanceApp[] = [];
+    const t: ScenarioContext = {
+      fx,
+      async app(routes, options) {
+        const errors: unknown[] = [];
+        const kit = { options: { factory: fx.factory, ...options } as RequestSessionOptions<RequestLike>, routes, onError: (error: unknown) => void errors.push(error), listen };
+        const app = await adapter.createApp(kit);
+        apps.push(app);
+        return { url: app.url, errors };
+      },
+    };
+
+    beforeAll(() => fx.setup());
+
+    afterEach(async () => {
+      await Promise.all(apps.splice(0).map((app) => app.close()));
+      const engines = [fx.engine, ...fx.extraEngines];
+      const deadline = Date.now() + 5000;
+      let inUse: number[] = [];
+      let idle = 0;
+      do {
+        inUse = engines.map((engine) => engine.stats().pool.inUse);
+        idle = await fx.idleInTransaction();
+        if (inUse.every((n) => n === 0) && idle === 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      } while (Date.now() < deadline);
+      await fx.disposeExtraEngines();
+      expect(inUse, 'connections still in use after the scenario').toEqual(engines.map(() => 0));
+      expect(idle, 'backends left idle in transaction').toBe(0);
+    });
+
+    afterAll(() => fx.teardown());
+
+    for (const scenario of scenarios) {
+      it(`${scenario.name} [§3 rule ${scenario.rules.join(', ')}]`, () => scenario.run(t));
+    }
+  });
+}

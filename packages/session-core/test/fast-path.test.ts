@@ -1,0 +1,88 @@
+import { QueryTypes } from 'sequelize';
+import { describe, expect, it, beforeAll } from 'vitest';
+import { TransactionAbortedError, createEngine, sessionmaker, type Engine, type SessionFactory } from '../src/index.js';
+import { useDatabase } from './support.js';
+import { defineModels, type Models } from './models.js';
+
+const h = useDatabase();
+let engine: Engine;
+let SessionLocal: SessionFactory;
+let m: Models;
+const sent: string[] = [];
+
+beforeAll(async () => {
+  engine = createEngine(h.db.url, { pool: { max: 1 }, echo: (sql) => sent.push(sql.replace(/^Executing \([^)]*\): /, '')) });
+  h.engines.push(engine);
+  SessionLocal = sessionmaker(engine);
+  m = await defineModels(engine);
+  await engine.autocommit(() => m.Author.create({ name: 'Tolkien' }));
+});
+
+const select = (sql: string) => engine.sequelize.query(sql, { type: QueryTypes.SELECT }) as Promise<Array<Record<string, unknown>>>;
+
+describe('BEGIN rides on the first plain SELECT (one round trip saved, same semantics)', () => {
+  it('a session whose only statement is a SELECT sends two messages: BEGIN+SELECT, COMMIT', async () => {
+    sent.length = 0;
+    const author = await SessionLocal.begin(() => m.Author.findOne({ where: { name: 'Tolkien' } }), { readOnly: true });
+    expect(author?.get('name')).toBe('Tolkien');
+    expect(sent).toHaveLength(2);
+    expect(sent[0]).toMatch(/^BEGIN READ ONLY; SELECT/);
+    expect(sent[1]).toBe('COMMIT');
+  });
+
+  it('the statements still run inside one transaction with the requested isolation and read-only mode', async () => {
+    const rows = await SessionLocal.begin(
+      async () => {
+        const first = await select("SELECT now() AS t, current_setting('transaction_isolation') AS iso, current_setting('transaction_read_only') AS ro");
+        await new Promise((r) => setTimeout(r, 20));
+        const second = await select('SELECT now() AS t');
+        return [first[0]!, second[0]!];
+      },
+      { isolationLevel: 'REPEATABLE READ', readOnly: true },
+    );
+    expect(rows[0]!.iso).toBe('repeatable read');
+    expect(rows[0]!.ro).toBe('on');
+    expect(rows[1]!.t).toEqual(rows[0]!.t);
+    const error = await SessionLocal.begin(() => m.Author.create({ name: 'not allowed' }), { readOnly: true }).catch((e: unknown) => e);
+    expect((error as { parent?: { code?: string } }).parent?.code).toBe('25006');
+  });
+
+  it('a failing first SELECT leaves the transaction aborted (rule 7), and the connection comes back clean', async () => {
+    const session = SessionLocal();
+    await session.run(async () => {
+      await expect(select('SELECT 1/0 AS boom')).rejects.toThrow(/division by zero/);
+      await expect(select('SELECT 1 AS one')).rejects.toBeInstanceOf(TransactionAbortedError);
+    });
+    await session.close();
+    await expect(SessionLocal.begin(() => select('SELECT 1 AS one'))).resolves.toEqual([{ one: 1 }]);
+  });
+
+  it('a write as first statement sends BEGIN on its own first', async () => {
+    sent.length = 0;
+    await SessionLocal.begin(async () => {
+      await m.Author.create({ name: 'Pratchett' });
+    });
+    expect(sent[0]).toBe('BEGIN');
+    expect(sent[1]).toMatch(/^INSERT INTO "Authors"/);
+    expect(sent.at(-1)).toBe('COMMIT');
+    await engine.autocommit(() => m.Author.destroy({ where: { name: 'Pratchett' } }));
+  });
+
+  it('explicit begin() and transaction() send BEGIN at once', async () => {
+    sent.length = 0;
+    const session = SessionLocal();
+    await session.begin();
+    expect(sent).toEqual(['BEGIN']);
+    await session.close();
+    expect(sent).toEqual(['BEGIN', 'ROLLBACK']);
+  });
+
+  it('sessions with settings apply them before the first statement (never inlined)', async () => {
+    sent.length = 0;
+    const rows = await SessionLocal.begin(() => select("SELECT current_setting('app.user') AS u"), { settings: { 'app.user': "o'brien" } });
+    expect(rows).toEqual([{ u: "o'brien" }]);
+    expect(sent[0]).toBe('BEGIN');
+    expect(sent[1]).toMatch(/^SELECT set_config\(\$1, \$2, true\)/);
+    expect(sent.join('\n')).not.toContain("o'brien");
+  });
+});
