@@ -1,1 +1,193 @@
-console.log('shops arrive with the sample apps');
+// `pnpm demo`: the three sample shops (Express, Koa, Fastify) on ports 3001-3003, one database.
+// DATABASE_URL unset: one embedded PostgreSQL in a temporary directory, removed on Ctrl-C.
+// Builds first (turbo: a no-op when nothing changed). DEMO_SKIP_BUILD=1 skips that.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const SHOPS = [
+  { name: 'express-shop', port: 3001 },
+  { name: 'koa-shop', port: 3002 },
+  { name: 'fastify-shop', port: 3003 },
+];
+const SEED = [
+  { name: 'Fountain pen', priceCents: 2500, stock: 10 },
+  { name: 'Notebook', priceCents: 800, stock: 25 },
+  { name: 'Desk lamp', priceCents: 4200, stock: 3 },
+];
+const STARTUP_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 15_000;
+
+const say = (line) => console.log(`[demo] ${line}`);
+const children = [];
+let embedded;
+let domain;
+let stopping = false;
+
+function build() {
+  if (process.env.DEMO_SKIP_BUILD === '1') return;
+  say('building the packages and apps (pnpm build)...');
+  const result = spawnSync('pnpm', ['build', '--output-logs=errors-only'], { cwd: root, stdio: 'inherit' });
+  if (result.status !== 0) throw new Error(`pnpm build failed (exit ${result.status ?? result.signal}); fix the build, then run pnpm demo again`);
+  for (const { name } of SHOPS) {
+    if (!existsSync(join(root, 'apps', name, 'dist', 'main.js'))) throw new Error(`apps/${name}/dist/main.js is missing after the build`);
+  }
+}
+
+function portIsFree(port) {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+function startShop({ name, port }, databaseUrl) {
+  const child = spawn(process.execPath, [join(root, 'apps', name, 'dist', 'main.js')], {
+    cwd: root,
+    env: { ...process.env, PORT: String(port), DATABASE_URL: databaseUrl },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  let buffer = '';
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name} did not start within ${STARTUP_TIMEOUT_MS / 1000} s`)), STARTUP_TIMEOUT_MS);
+    const onLine = (line) => {
+      if (line.includes('listening on')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    const relay = (stream, write) => {
+      let pending = '';
+      stream.on('data', (chunk) => {
+        pending += chunk.toString();
+        const lines = pending.split('\n');
+        pending = lines.pop() ?? '';
+        for (const line of lines) {
+          write(line);
+          onLine(line);
+        }
+        buffer += chunk.toString();
+      });
+    };
+    relay(child.stdout, (line) => console.log(line));
+    relay(child.stderr, (line) => console.error(line));
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${signal ?? code}) before listening`));
+      if (!stopping) {
+        console.error(`[demo] ${name} exited unexpectedly (${signal ?? code}); stopping the demo`);
+        void shutdown(1);
+      }
+    });
+  });
+  return ready;
+}
+
+async function request(method, url, body) {
+  const response = await fetch(url, {
+    method,
+    headers: body ? { 'content-type': 'application/json' } : {},
+    body: body ? JSON.stringify(body) : undefined,
+    signal: AbortSignal.timeout(10_000),
+  });
+  const json = await response.json();
+  if (!response.ok) throw new Error(`${method} ${url}: ${response.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+async function seed(base) {
+  const { items } = await request('GET', `${base}/items`);
+  if (items.length > 0) {
+    say(`the database already has ${items.length} item(s); not seeding`);
+    return items;
+  }
+  const created = [];
+  for (const item of SEED) created.push(await request('POST', `${base}/items`, item));
+  say(`seeded ${created.length} items`);
+  return created;
+}
+
+function stopChild(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+async function shutdown(code) {
+  if (stopping) return;
+  stopping = true;
+  say('stopping the shops...');
+  await Promise.all(children.map(stopChild));
+  if (embedded) {
+    say('stopping the embedded PostgreSQL and removing its data directory...');
+    await domain.stopEmbeddedDatabase(embedded);
+    say(existsSync(embedded.dataDir) ? `could not remove ${embedded.dataDir}` : `removed ${embedded.dataDir}`);
+  }
+  say('bye');
+  process.exit(code);
+}
+
+async function main() {
+  process.on('SIGINT', () => void shutdown(0));
+  process.on('SIGTERM', () => void shutdown(0));
+
+  build();
+  for (const { name, port } of SHOPS) {
+    if (!(await portIsFree(port))) throw new Error(`port ${port} (for ${name}) is already in use; stop whatever runs there and try again`);
+  }
+  // The shared domain package holds the embedded-database helpers (resolved from an app, as pnpm links it there).
+  const requireFromApp = createRequire(join(root, 'apps', 'express-shop', 'package.json'));
+  domain = await import(pathToFileURL(requireFromApp.resolve('@sessionlocal/shop-domain')).href);
+
+  let databaseUrl = process.env.DATABASE_URL;
+  if (databaseUrl) {
+    say(`using DATABASE_URL (${databaseUrl.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@')})`);
+  } else {
+    say('DATABASE_URL is not set: starting one embedded PostgreSQL for the three shops...');
+    embedded = await domain.startEmbeddedDatabase();
+    if (stopping) return;
+    databaseUrl = embedded.url;
+    say(`embedded PostgreSQL on 127.0.0.1:${embedded.port}, data in ${embedded.dataDir}`);
+  }
+
+  await Promise.all(SHOPS.map((shop) => startShop(shop, databaseUrl)));
+  if (stopping) return;
+  const items = await seed(`http://127.0.0.1:${SHOPS[0].port}`);
+  const first = items[0];
+
+  console.log(`
+  The shop is running three times, one database, one HTTP contract:
+
+    Express   http://127.0.0.1:3001
+    Koa       http://127.0.0.1:3002
+    Fastify   http://127.0.0.1:3003
+
+  Try:
+    curl -s http://127.0.0.1:3001/items
+    curl -s -X POST http://127.0.0.1:3002/orders -H 'content-type: application/json' -d '{"itemId": ${first?.id ?? 1}, "quantity": 1}'
+    curl -s http://127.0.0.1:3003/items/${first?.id ?? 1}
+    curl -s http://127.0.0.1:3001/receipts
+    curl -s http://127.0.0.1:3003/stats
+    curl -s -X POST http://127.0.0.1:3001/items -H 'content-type: application/json' -d '{"name": "Mug", "priceCents": 1200, "stock": 5}'
+
+  Routes: GET /ping /health /items /items/:id /orders/:id /receipts /sleep?ms=N /stats, POST /items /orders.
+  Press Ctrl-C to stop everything${embedded ? ' (the temporary database is deleted)' : ''}.
+`);
+}
+
+main().catch(async (error) => {
+  console.error(`[demo] ${error instanceof Error ? error.message : error}`);
+  await shutdown(1);
+});

@@ -8,3 +8,4 @@ export { FakePaymentGateway, PAYMENT_ID_PATTERN } from './payment-gateway.js';
 export { shopConfigFromEnv, type ShopConfig } from './config.js';
 export { openShop, type ShopRuntime, type OpenShopOptions } from './runtime.js';
 export { runShop, closeHttpServer, listenHttpServer, type RunningServer } from './server.js';
+export { startEmbeddedDatabase, stopEmbeddedDatabase, type EmbeddedDatabase } from './embedded.js';

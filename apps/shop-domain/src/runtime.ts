@@ -1,6 +1,6 @@
 import { engineFromEnv, sessionmaker, type Engine, type SessionFactory } from '@sessionlocal/session-core';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from '@sessionlocal/session-core/testing';
 import { shopConfigFromEnv, type ShopConfig } from './config.js';
+import { startEmbeddedDatabase, stopEmbeddedDatabase, type EmbeddedDatabase } from './embedded.js';
 import { migrate } from './migrate.js';
 import { defineModels } from './models.js';
 import { Shop } from './shop.js';
@@ -34,7 +34,7 @@ export async function openShop(options: OpenShopOptions = {}): Promise<ShopRunti
   let url = config.databaseUrl;
   if (!url) {
     log('DATABASE_URL is not set: starting an embedded PostgreSQL');
-    embedded = await startEmbeddedPostgres();
+    embedded = await startEmbeddedDatabase();
     url = embedded.url;
     log(`embedded PostgreSQL on 127.0.0.1:${embedded.port} (data in ${embedded.dataDir}, removed on exit)`);
   }
@@ -51,12 +51,12 @@ export async function openShop(options: OpenShopOptions = {}): Promise<ShopRunti
         try {
           await engine.dispose({ timeoutMs: 5_000 });
         } finally {
-          await embedded?.stop();
+          if (embedded) await stopEmbeddedDatabase(embedded);
         }
       })());
     return { config, engine, SessionLocal, shop, close };
   } catch (error) {
-    await embedded?.stop().catch(() => {});
+    if (embedded) await stopEmbeddedDatabase(embedded).catch(() => {});
     throw error;
   }
 }

@@ -22,15 +22,22 @@ export async function runShop(name: string, listen: (runtime: ShopRuntime) => Pr
   let server: RunningServer | undefined;
   let stopping = false;
 
+  let firstSignal: string | undefined;
   const stop = async (signal: string) => {
     if (stopping) {
-      log(`${signal} again: exiting now`);
-      process.exit(1);
+      // The same signal twice (Ctrl-C, Ctrl-C) means "now"; a different one (a supervisor's
+      // SIGTERM after the terminal's SIGINT) is the same request again.
+      if (signal === firstSignal) {
+        log(`${signal} again: exiting now`);
+        process.exit(1);
+      }
+      return;
     }
     stopping = true;
+    firstSignal = signal;
     log(`${signal}: shutting down`);
     const force = setTimeout(() => {
-      console.error(`[${name}] shutdown took longer than ${SHUTDOWN_GRACE_MS} ms: exiting`);
+      console.error(`[${name}] shutdown took longer than ${SHUTDOWN_GRACE_MS + 5_000} ms: exiting`);
       process.exit(1);
     }, SHUTDOWN_GRACE_MS + 5_000);
     force.unref();
@@ -45,10 +52,8 @@ export async function runShop(name: string, listen: (runtime: ShopRuntime) => Pr
     log('stopped');
     process.exit(code);
   };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
-  // a second Ctrl-C while shutting down
-  process.on('SIGINT', () => void (stopping && stop('SIGINT')));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
 
   try {
     runtime = await openShop({ name, log });
