@@ -416,7 +416,8 @@ export const scenarios: Scenario[] = [
         } catch (error) {
           code = sqlState(error);
         }
-        return { status: 200, body: { readOnly: row!.ro, code: code ?? null } };
+        // the failed write aborted the transaction: answer 4xx so it rolls back
+        return { status: code ? 403 : 200, body: { readOnly: row!.ro, code: code ?? null } };
       };
       const { url } = await t.app(
         [
@@ -425,9 +426,12 @@ export const scenarios: Scenario[] = [
         ],
         { readOnly: (req) => req.headers['x-read-only'] === '1' },
       );
-      expect((await request(url, '/route-ro')).json).toEqual({ readOnly: 'on', code: '25006' });
-      expect((await request(url, '/ro', { headers: { 'x-read-only': '1' } })).json).toEqual({ readOnly: 'on', code: '25006' });
-      expect((await request(url, '/ro')).json).toEqual({ readOnly: 'off', code: null });
+      const routeLevel = await request(url, '/route-ro');
+      const perRequest = await request(url, '/ro', { headers: { 'x-read-only': '1' } });
+      const writable = await request(url, '/ro');
+      expect([routeLevel.status, routeLevel.json]).toEqual([403, { readOnly: 'on', code: '25006' }]);
+      expect([perRequest.status, perRequest.json]).toEqual([403, { readOnly: 'on', code: '25006' }]);
+      expect([writable.status, writable.json]).toEqual([200, { readOnly: 'off', code: null }]);
     },
   },
   {
@@ -499,7 +503,7 @@ export const scenarios: Scenario[] = [
 
 /** `finish: 'after-response'`: the session lives until the streamed body ends. */
 function afterResponseScenarios(): Scenario[] {
-  const streamingRoute = (gate: Promise<void>, seen: { db?: Session }): ConformanceRoute => ({
+  const streamingRoute = (gate: Promise<void>, seen: { db?: Session; late?: unknown }): ConformanceRoute => ({
     method: 'GET',
     path: '/after',
     session: { finish: 'after-response' },
@@ -510,8 +514,12 @@ function afterResponseScenarios(): Scenario[] {
       async function* body() {
         yield Buffer.from('first\n');
         await gate;
-        const [row] = await explicitSql<{ n: number }>(db, `SELECT count(*)::int AS n FROM conf_items WHERE label = '${label(ctx)}'`);
-        yield Buffer.from(`second ${row!.n}\n`);
+        try {
+          const [row] = await explicitSql<{ n: number }>(db, `SELECT count(*)::int AS n FROM conf_items WHERE label = '${label(ctx)}'`);
+          yield Buffer.from(`second ${row!.n}\n`);
+        } catch (error) {
+          seen.late = error; // the client went away: the session was closed under the stream
+        }
       }
       return { status: 200, headers: { 'content-type': 'text/plain' }, stream: Readable.from(body()) };
     },
@@ -522,7 +530,7 @@ function afterResponseScenarios(): Scenario[] {
       name: "keeps the session open until the stream ends with finish: 'after-response', then commits",
       async run(t) {
         const gate = deferred();
-        const seen: { db?: Session } = {};
+        const seen: { db?: Session; late?: unknown } = {};
         const { url } = await t.app([streamingRoute(gate.promise, seen)]);
         const name = uniqueLabel('after');
         const { response } = send(url, `/after?label=${name}`);
@@ -544,7 +552,7 @@ function afterResponseScenarios(): Scenario[] {
       name: "rolls back an 'after-response' stream when the client goes away mid-stream",
       async run(t) {
         const gate = deferred();
-        const seen: { db?: Session } = {};
+        const seen: { db?: Session; late?: unknown } = {};
         const { url } = await t.app([streamingRoute(gate.promise, seen)]);
         const name = uniqueLabel('after-abort');
         const { req, response } = send(url, `/after?label=${name}`);
