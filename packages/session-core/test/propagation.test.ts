@@ -78,6 +78,30 @@ describe('rule 3: implicit propagation', () => {
     expect(seen).toEqual([a.id, undefined]);
   });
 
+  it('stream callbacks run in the scope that piped them, never another request\'s', async () => {
+    const { Readable, Transform } = await import('node:stream');
+    const { pipeline } = await import('node:stream/promises');
+    const leaks: string[] = [];
+    await Promise.all(
+      Array.from({ length: 20 }, () =>
+        h.SessionLocal.begin(async (db) => {
+          const source = Readable.from(Array.from({ length: 5 }, (_, i) => i));
+          const check = new Transform({
+            objectMode: true,
+            transform(chunk, _enc, done) {
+              if (h.SessionLocal.currentOrUndefined() !== db) leaks.push(`session ${db.id} saw another`);
+              setTimeout(() => done(null, chunk), 1);
+            },
+          });
+          const sink = new Transform({ objectMode: true, transform: (_c, _e, done) => done() });
+          await pipeline(source, check, sink);
+          await m.Author.count();
+        }),
+      ),
+    );
+    expect(leaks).toEqual([]);
+  });
+
   it('run() nests: an inner session shadows the outer one and the outer comes back', async () => {
     const outer = h.SessionLocal();
     const inner = h.SessionLocal();
