@@ -5,6 +5,11 @@ import { idleInTransaction, snapshot, sql } from './database.js';
 import { call, waitFor, type CallOptions, type Reply } from './http.js';
 import { startShop, type AppName, type ShopProcess } from './shop-process.js';
 
+interface Stats {
+  pool: { size: number; idle: number; inUse: number; waiting: number };
+  sessions: { open: number; opened: number; committed: number; rolledBack: number };
+}
+
 const error = (code: string) => ({ error: code, message: expect.any(String) });
 
 /**
@@ -16,7 +21,7 @@ export function shopContractSuite(app: AppName): void {
     let db: TestDatabase;
     let shop: ShopProcess;
     const req = (method: string, path: string, options?: CallOptions): Promise<Reply> => call(shop.url, method, path, options);
-    const stats = async () => (await req('GET', '/stats')).body as { pool: Record<string, number>; sessions: Record<string, number> };
+    const stats = async () => (await req('GET', '/stats')).body as Stats;
     const newItem = async (stock: number, priceCents = 250) => {
       const reply = await req('POST', '/items', { json: { name: `item-${stock}-${priceCents}`, priceCents, stock } });
       expect(reply.status).toBe(201);
