@@ -1,0 +1,77 @@
+import type { FastifyInstance, FastifyPluginCallback, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { checkRequestSessionOptions, openRequestScope, type RequestScope, type RequestSessionOptions, type RouteSessionOptions, type Session } from '@sessionlocal/session-core';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The request's database session (`null` on a route with `config: { sessionLocal: false }`). */
+    db: Session;
+  }
+  interface FastifyContextConfig {
+    /** Per-route session options: `false` opts the route out; an object changes the plugin options. */
+    sessionLocal?: RouteSessionOptions<FastifyRequest>;
+  }
+}
+
+/** Options of `fastifySessionLocal`; `settings(request)` and `readOnly(request)` get the Fastify request. */
+export type FastifySessionLocalOptions = RequestSessionOptions<FastifyRequest>;
+/** Route `config.sessionLocal`: `false` opts a route out; an object changes `commitWhen`, `finish`, `settings`, `readOnly`. */
+export type FastifySessionLocalRouteOptions = RouteSessionOptions<FastifyRequest>;
+
+const scopes = new WeakMap<FastifyRequest, RequestScope>();
+
+const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: FastifyInstance, options, done) => {
+  checkRequestSessionOptions(options);
+  fastify.decorateRequest('db', null as unknown as Session);
+
+  // Open the scope and run the rest of the request in it.
+  fastify.addHook('onRequest', (request, reply, next) => {
+    const scope = openRequestScope(options, request, request.routeOptions.config.sessionLocal);
+    if (!scope) return next();
+    scopes.set(request, scope);
+    request.db = scope.session;
+    scope.watch(reply.raw);
+    scope.run(next);
+  });
+
+  // The content-type parser continues from the request stream's events: re-enter after it.
+  fastify.addHook('preValidation', (request, _reply, next) => {
+    const scope = scopes.get(request);
+    if (scope) scope.run(next);
+    else next();
+  });
+
+  // The handler (or a hook) failed: roll back whatever status the error handler chooses.
+  fastify.addHook('onError', (request, _reply, error, next) => {
+    scopes.get(request)?.fail(error);
+    next();
+  });
+
+  // Commit before the status line; on a failed COMMIT send the error response instead.
+  fastify.addHook('onSend', async (request, reply, payload) => {
+    const scope = scopes.get(request);
+    if (!scope || scope.finish === 'after-response') return payload;
+    const { response } = await scope.end({ status: reply.statusCode });
+    if (!response) return payload;
+    const stream = payload as { destroy?: () => void } | null;
+    if (typeof stream?.destroy === 'function') stream.destroy();
+    for (const header of Object.keys(reply.getHeaders())) reply.removeHeader(header);
+    reply.code(response.status).headers({ ...response.headers, 'content-type': 'application/json; charset=utf-8' });
+    return JSON.stringify(response.body);
+  });
+
+  done();
+};
+
+/**
+ * Fastify plugin: one lazily opened database session per request as `request.db`, committed in
+ * `onSend` (before the status line) when the status passes `commitWhen`, rolled back otherwise,
+ * always closed. Per route: `config: { sessionLocal: false | { ...options } }`.
+ * @example
+ * await app.register(fastifySessionLocal, { factory: SessionLocal });
+ * app.post('/items', async (request, reply) => reply.code(201).send(await Item.create(request.body)));
+ * app.get('/ping', { config: { sessionLocal: false } }, async () => ({ pong: true }));
+ */
+export const fastifySessionLocal = fp(plugin, { fastify: '5.x', name: '@sessionlocal/adapter-fastify' });
+
+export default fastifySessionLocal;
