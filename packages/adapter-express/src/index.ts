@@ -112,7 +112,7 @@ function holdResponse(res: Response, state: RequestState): void {
       for (const header of res.getHeaderNames()) res.removeHeader(header);
       res.statusCode = response.status;
       for (const [header, value] of Object.entries({ ...response.headers, 'content-type': 'application/json; charset=utf-8' })) res.setHeader(header, value);
-      original.end.call(res, JSON.stringify(response.body));
+      (original.end as (body: string) => Response).call(res, JSON.stringify(response.body));
       mode = 'discard';
       return;
     }

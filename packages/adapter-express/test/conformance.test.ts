@@ -1,6 +1,6 @@
 import http from 'node:http';
 import express, { type Response } from 'express';
-import { runConformanceSuite, type HandlerResult } from '@sessionlocal/session-core/conformance';
+import { CALLBACK_JSON, runConformanceSuite, type HandlerResult } from '@sessionlocal/session-core/conformance';
 import { sessionLocal } from '../src/index.js';
 
 function reply(res: Response, result: HandlerResult): void {
@@ -17,6 +17,13 @@ runConformanceSuite({
     // the adapter goes first: the session must survive express.json() (it continues from stream events)
     app.use(sessionLocal(kit.options));
     app.use(express.json({ limit: '1mb' }));
+    app.use((req, _res, next) => {
+      if (req.headers['content-type'] !== CALLBACK_JSON) return next();
+      kit.readBodyWithCallbacks(req, (error, text) => {
+        req.body = text === undefined ? undefined : JSON.parse(text);
+        next(error);
+      });
+    });
     for (const route of kit.routes) {
       const routeMiddleware = route.session === undefined ? [] : [sessionLocal.route(route.session)];
       app[route.method === 'GET' ? 'get' : 'post'](route.path, ...routeMiddleware, async (req, res) => {

@@ -1,4 +1,5 @@
-import { runConformanceSuite } from '@sessionlocal/session-core/conformance';
+import { Readable } from 'node:stream';
+import { CALLBACK_JSON, runConformanceSuite } from '@sessionlocal/session-core/conformance';
 import Fastify from 'fastify';
 import { fastifySessionLocal } from '../src/index.js';
 
@@ -7,6 +8,12 @@ runConformanceSuite({
   async createApp(kit) {
     const app = Fastify({ logger: false });
     await app.register(fastifySessionLocal, kit.options);
+    // a body read in a preParsing hook that calls back from stream events (e.g. decryption)
+    app.addHook('preParsing', (request, _reply, payload, done) => {
+      if (request.headers['content-type'] !== CALLBACK_JSON) return done(null, payload);
+      kit.readBodyWithCallbacks(payload, (error, text) => (error ? done(error) : done(null, Readable.from([Buffer.from(text ?? '')]))));
+    });
+    app.addContentTypeParser(CALLBACK_JSON, { parseAs: 'string' }, (_request, body, done) => done(null, JSON.parse(body as string)));
     // observe errors; Fastify's default error handler still answers
     app.addHook('onError', async (_request, _reply, error) => kit.onError(error));
     for (const route of kit.routes) {

@@ -3,7 +3,6 @@ import {
   checkRequestSessionOptions,
   openRequestScope,
   reopenRequestScope,
-  runListenersInScope,
   runOutsideSession,
   type RequestScope,
   type RequestSessionOptions,
@@ -44,7 +43,6 @@ export function sessionLocal(options: SessionLocalOptions): Middleware {
   return async function sessionLocalMiddleware(ctx: Context, next: Next): Promise<void> {
     const state: RequestState = { options, scope: undefined };
     (ctx as Context & { [STATE]?: RequestState })[STATE] = state;
-    runListenersInScope(ctx.req, () => state.scope);
     try {
       await enter(state, ctx, openRequestScope(options, ctx), next);
     } catch (error) {

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
-import { runConformanceSuite } from '@sessionlocal/session-core/conformance';
+import { CALLBACK_JSON, runConformanceSuite } from '@sessionlocal/session-core/conformance';
 import Koa from 'koa';
 import { sessionLocal } from '../src/index.js';
 
@@ -22,6 +22,13 @@ runConformanceSuite({
     }
     app.use(sessionLocal(kit.options));
     app.use(bodyParser({ jsonLimit: '1mb' }));
+    app.use(async (ctx, next) => {
+      if (ctx.get('content-type') === CALLBACK_JSON) {
+        const text = await new Promise<string | undefined>((resolve, reject) => kit.readBodyWithCallbacks(ctx.req, (error, body) => (error ? reject(error) : resolve(body))));
+        ctx.request.body = text === undefined ? undefined : JSON.parse(text);
+      }
+      await next();
+    });
     app.use(router.routes());
     return kit.listen(http.createServer(app.callback()));
   },

@@ -13,6 +13,8 @@ export interface RequestOptions {
   headers?: Record<string, string>;
   body?: unknown;
   agent?: http.Agent | false;
+  /** Send the headers first and the body later, in two parts (the body then arrives in events of the socket, not of the request). */
+  trickleMs?: number;
   /** Runs when the status line and headers arrived, before the body is read. */
   onResponse?: (res: IncomingMessage) => Promise<void> | void;
 }
@@ -22,7 +24,7 @@ export function send(url: string, path: string, options: RequestOptions = {}): {
   const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
   const headers: Record<string, string> = { ...options.headers };
   if (payload !== undefined) {
-    headers['content-type'] = 'application/json';
+    headers['content-type'] ??= 'application/json';
     headers['content-length'] = String(Buffer.byteLength(payload));
   }
   const req = http.request(`${url}${path}`, { method: options.method ?? (payload === undefined ? 'GET' : 'POST'), headers, agent: options.agent ?? false });
@@ -30,7 +32,17 @@ export function send(url: string, path: string, options: RequestOptions = {}): {
     req.once('response', resolve);
     req.once('error', reject);
   });
-  req.end(payload);
+  if (options.trickleMs === undefined || payload === undefined) {
+    req.end(payload);
+  } else {
+    const half = Math.floor(payload.length / 2);
+    const ms = options.trickleMs;
+    req.flushHeaders();
+    setTimeout(() => {
+      req.write(payload.slice(0, half));
+      setTimeout(() => req.end(payload.slice(half)), ms);
+    }, ms);
+  }
   return { req, response };
 }
 

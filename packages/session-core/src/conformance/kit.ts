@@ -40,6 +40,12 @@ export interface ConformanceKit {
   routes: ConformanceRoute[];
   /** Call it from the framework's own error handling with each error, then let the framework answer as it does by default. */
   onError(error: unknown): void;
+  /**
+   * Requests with content-type `CALLBACK_JSON` must be read with this (installed after the adapter):
+   * it calls back from raw stream events and binds no async context, as body-parser 1.x, multer or
+   * busboy do. Express: a middleware; Koa: a middleware; Fastify: a `preParsing` hook.
+   */
+  readBodyWithCallbacks: typeof readBodyWithCallbacks;
   /** Listen on 127.0.0.1 (random port); `close()` ends open connections and stops the server. */
   listen(server: Server): Promise<ConformanceApp>;
 }
@@ -72,4 +78,15 @@ export function listen(server: Server): Promise<ConformanceApp> {
       });
     });
   });
+}
+
+/** The content type whose body the adapter's app reads with `kit.readBodyWithCallbacks`. */
+export const CALLBACK_JSON = 'application/x-callback-json';
+
+/** Read a whole stream, calling back from its `end` event with no async context bound. */
+export function readBodyWithCallbacks(stream: NodeJS.ReadableStream, callback: (error: Error | null, text?: string) => void): void {
+  const chunks: Buffer[] = [];
+  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+  stream.on('error', (error: Error) => callback(error));
+  stream.on('end', () => callback(null, Buffer.concat(chunks).toString('utf8')));
 }

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RequestSessionOptions } from '../request-scope.js';
 import { Fixture } from './fixture.js';
-import { listen, type ConformanceAdapter, type ConformanceApp, type RequestLike } from './kit.js';
+import { listen, readBodyWithCallbacks, type ConformanceAdapter, type ConformanceApp, type RequestLike } from './kit.js';
 import { scenarios, type ScenarioContext } from './scenarios.js';
 
 /**
@@ -26,7 +26,7 @@ export function runConformanceSuite(adapter: ConformanceAdapter): void {
       fx,
       async app(routes, options) {
         const errors: unknown[] = [];
-        const kit = { options: { factory: fx.factory, ...options } as RequestSessionOptions<RequestLike>, routes, onError: (error: unknown) => void errors.push(error), listen };
+        const kit = { options: { factory: fx.factory, ...options } as RequestSessionOptions<RequestLike>, routes, onError: (error: unknown) => void errors.push(error), readBodyWithCallbacks, listen };
         const app = await adapter.createApp(kit);
         apps.push(app);
         return { url: app.url, errors };
