@@ -1,25 +1,25 @@
 import { sessionLocal } from '@sessionlocal/adapter-express';
-import { isUnexpected, ShopError, toHttpError, type ShopRuntime } from '@sessionlocal/shop-domain';
-import express, { type ErrorRequestHandler, type Express, type Response } from 'express';
+import { BODY_LIMIT_BYTES, isUnexpected, rejectPrototypeKeys, ShopError, toHttpError, type ShopRuntime } from '@sessionlocal/shop-domain';
+import express, { type ErrorRequestHandler, type Express, type Request, type Response } from 'express';
 
 /** The shop over Express: routes map HTTP to the domain; the adapter owns the session. */
 export function createApp({ shop, SessionLocal }: ShopRuntime): Express {
   const app = express();
   app.disable('x-powered-by');
 
-  // Mounted before the adapter: this route never has a session, so it never touches the pool.
-  app.get('/ping', (_req, res) => {
+  app.use(sessionLocal({ factory: SessionLocal }));
+  app.use(express.json({ limit: BODY_LIMIT_BYTES, strict: false, reviver: rejectPrototypeKeys }));
+
+  // Opted out: this route has no session at all, so it can never touch the pool.
+  app.get('/ping', sessionLocal.route(false), (_req, res) => {
     res.json(shop.ping());
   });
-
-  app.use(express.json());
-  app.use(sessionLocal({ factory: SessionLocal }));
 
   app.get('/health', async (_req, res) => {
     res.json(await shop.health());
   });
   app.post('/items', async (req, res) => {
-    res.status(201).json(await shop.createItem(req.body));
+    res.status(201).json(await shop.createItem(jsonBody(req)));
   });
   app.get('/items', async (_req, res) => {
     res.json(await shop.listItems());
@@ -28,7 +28,7 @@ export function createApp({ shop, SessionLocal }: ShopRuntime): Express {
     res.json(await shop.getItem(req.params.id));
   });
   app.post('/orders', async (req, res) => {
-    res.status(201).json(await shop.placeOrder(req.body, req.get('x-fail-at')));
+    res.status(201).json(await shop.placeOrder(jsonBody(req), req.get('x-fail-at')));
   });
   app.get('/orders/:id', async (req, res) => {
     res.json(await shop.getOrder(req.params.id));
@@ -50,9 +50,14 @@ export function createApp({ shop, SessionLocal }: ShopRuntime): Express {
   return app;
 }
 
+/** express.json() reads an empty body as `{}`; the shop treats it as no body, like the other apps. */
+function jsonBody(req: Request): unknown {
+  return req.get('content-length') === '0' ? undefined : req.body;
+}
+
 const errorHandler: ErrorRequestHandler = (error, req, res, next) => {
   if (res.headersSent) return next(error);
-  const mapped = isBodyParserError(error) ? ShopError.malformedJson() : error;
+  const mapped = bodyParserError(error) ?? error;
   if (isUnexpected(mapped)) console.error(`[express-shop] ${req.method} ${req.originalUrl} failed:`, describe(mapped));
   send(res, toHttpError(mapped));
 };
@@ -61,9 +66,12 @@ function send(res: Response, { status, headers, body }: ReturnType<typeof toHttp
   res.status(status).set(headers).json(body);
 }
 
-/** express.json() rejects unparsable bodies with `type: 'entity.parse.failed'`. */
-function isBodyParserError(error: unknown): boolean {
-  return (error as { type?: unknown } | null)?.type === 'entity.parse.failed';
+/** express.json()'s errors (`type: 'entity.parse.failed'` ...), in the shop's terms. */
+function bodyParserError(error: unknown): ShopError | undefined {
+  const type = (error as { type?: unknown } | null)?.type;
+  if (type === 'entity.parse.failed') return ShopError.malformedJson();
+  if (type === 'entity.too.large') return ShopError.bodyTooLarge();
+  return undefined;
 }
 
 function describe(error: unknown): string {

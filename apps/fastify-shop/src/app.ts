@@ -1,10 +1,10 @@
 import { fastifySessionLocal } from '@sessionlocal/adapter-fastify';
-import { isUnexpected, ShopError, toHttpError, type ShopRuntime } from '@sessionlocal/shop-domain';
+import { BODY_LIMIT_BYTES, isUnexpected, ShopError, toHttpError, type ShopRuntime } from '@sessionlocal/shop-domain';
 import Fastify, { type FastifyInstance } from 'fastify';
 
 /** The shop over Fastify: routes map HTTP to the domain; the plugin owns the session. */
 export async function createApp({ shop, SessionLocal }: ShopRuntime): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false });
+  const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT_BYTES, routerOptions: { ignoreTrailingSlash: true } });
   await app.register(fastifySessionLocal, { factory: SessionLocal });
 
   // Bodies that are not JSON reach the handlers as `undefined` (the domain answers 400), as in the other apps.
@@ -37,6 +37,7 @@ export async function createApp({ shop, SessionLocal }: ShopRuntime): Promise<Fa
 function bodyError(error: unknown): ShopError | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   if (code === 'FST_ERR_CTP_INVALID_JSON_BODY') return ShopError.malformedJson();
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return ShopError.bodyTooLarge();
   if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return ShopError.invalidRequest('The request body must be a JSON object.');
   return undefined;
 }

@@ -1,26 +1,25 @@
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import { sessionLocal } from '@sessionlocal/adapter-koa';
-import { isUnexpected, ShopError, toHttpError, type ShopRuntime } from '@sessionlocal/shop-domain';
+import { BODY_LIMIT_BYTES, isUnexpected, ShopError, toHttpError, type ShopRuntime } from '@sessionlocal/shop-domain';
 import Koa, { type Context, type Next } from 'koa';
 
 /** The shop over Koa: routes map HTTP to the domain; the adapter owns the session. */
 export function createApp({ shop, SessionLocal }: ShopRuntime): Koa {
   const app = new Koa();
 
-  // Used before the adapter: /ping never has a session, so it never touches the pool.
-  const open = new Router();
-  open.get('/ping', (ctx) => {
+  const router = new Router();
+  // Opted out: this route has no session at all, so it can never touch the pool.
+  router.get('/ping', sessionLocal.route(false), (ctx) => {
     ctx.body = shop.ping();
   });
-
-  const router = new Router();
   router.get('/health', async (ctx) => {
     ctx.body = await shop.health();
   });
   router.post('/items', async (ctx) => {
+    const item = await shop.createItem(jsonBody(ctx));
     ctx.status = 201;
-    ctx.body = await shop.createItem(jsonBody(ctx));
+    ctx.body = item;
   });
   router.get('/items', async (ctx) => {
     ctx.body = await shop.listItems();
@@ -47,16 +46,17 @@ export function createApp({ shop, SessionLocal }: ShopRuntime): Koa {
   });
 
   app.use(errors);
-  app.use(open.routes());
+  app.use(sessionLocal({ factory: SessionLocal }));
   app.use(
     bodyParser({
       enableTypes: ['json'],
-      onError: () => {
-        throw ShopError.malformedJson();
+      jsonLimit: BODY_LIMIT_BYTES,
+      jsonStrict: false,
+      onError: (error) => {
+        throw bodyParserError(error);
       },
     }),
   );
-  app.use(sessionLocal({ factory: SessionLocal }));
   app.use(router.routes());
   app.use((ctx) => {
     throw ShopError.routeNotFound(ctx.method, ctx.path);
@@ -64,7 +64,15 @@ export function createApp({ shop, SessionLocal }: ShopRuntime): Koa {
   return app;
 }
 
-/** The parsed JSON body, or undefined when there was none (bodyparser reports both as `{}`). */
+/** co-body's errors, in the shop's terms. */
+function bodyParserError(error: Error): Error {
+  const { status, type } = error as Error & { status?: number; type?: string };
+  if (type === 'entity.too.large') return ShopError.bodyTooLarge();
+  if (error instanceof SyntaxError || status === 400) return ShopError.malformedJson();
+  return error;
+}
+
+/** The parsed JSON body, or undefined when there was none (bodyparser reports an absent or non-JSON body as `{}` or `''`). */
 function jsonBody(ctx: Context): unknown {
   return ctx.request.rawBody ? ctx.request.body : undefined;
 }
