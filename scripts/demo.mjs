@@ -2,7 +2,7 @@
 // DATABASE_URL unset: one embedded PostgreSQL in a temporary directory, removed on Ctrl-C.
 // Builds first (turbo: a no-op when nothing changed). DEMO_SKIP_BUILD=1 skips that.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -139,9 +139,40 @@ async function shutdown(code) {
   process.exit(code);
 }
 
+/**
+ * Ctrl-C in a terminal reaches every process of the group, but `kill -INT <pnpm>` does not: pnpm
+ * exits without forwarding it. Watch the launching processes and clean up when they are gone.
+ */
+function watchLauncher() {
+  const launchers = [process.ppid];
+  try {
+    const stat = readFileSync(`/proc/${process.ppid}/stat`, 'utf8');
+    const grandparent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (/\b(pnpm|npm|sh)\b/.test(stat.slice(0, stat.lastIndexOf(')'))) && grandparent > 1) launchers.push(grandparent);
+  } catch {
+    // no /proc: only the direct parent is watched
+  }
+  const alive = (pid) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (error) {
+      return error.code === 'EPERM';
+    }
+  };
+  setInterval(() => {
+    if (!stopping && (process.ppid !== launchers[0] || !launchers.every(alive))) {
+      say('the process that started the demo went away');
+      void shutdown(0);
+    }
+  }, 500).unref();
+}
+
 async function main() {
   process.on('SIGINT', () => void shutdown(0));
   process.on('SIGTERM', () => void shutdown(0));
+  process.on('SIGHUP', () => void shutdown(0));
+  watchLauncher();
 
   build();
   for (const { name, port } of SHOPS) {
@@ -183,6 +214,7 @@ async function main() {
     curl -s -X POST http://127.0.0.1:3001/items -H 'content-type: application/json' -d '{"name": "Mug", "priceCents": 1200, "stock": 5}'
 
   Routes: GET /ping /health /items /items/:id /orders/:id /receipts /sleep?ms=N /stats, POST /items /orders.
+  ${process.env.SHOP_FAULTS === '1' ? 'SHOP_FAULTS=1: POST /orders honours x-fail-at: after-stock | after-order | after-payment | commit.' : 'Start with SHOP_FAULTS=1 pnpm demo to inject failures with the x-fail-at header.'}
   Press Ctrl-C to stop everything${embedded ? ' (the temporary database is deleted)' : ''}.
 `);
 }
