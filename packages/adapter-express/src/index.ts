@@ -63,12 +63,16 @@ export function sessionLocal(options: SessionLocalOptions): RequestHandler {
 sessionLocal.route = function route(routeOptions: SessionLocalRouteOptions): RequestHandler {
   return function sessionLocalRoute(req: Request, res: Response, next: NextFunction): void {
     const state = (req as Request & { [STATE]?: RequestState })[STATE];
-    if (!state) return next(new Error('sessionLocal.route() needs app.use(sessionLocal({ factory })) before the route.'));
+    if (!state) {
+      next(new Error('sessionLocal.route() needs app.use(sessionLocal({ factory })) before the route.'));
+      return;
+    }
     let scope: RequestScope | undefined;
     try {
       scope = reopenRequestScope(state.scope, state.options, req, routeOptions);
     } catch (error) {
-      return next(error);
+      next(error);
+      return;
     }
     enter(state, req, res, scope, next);
   };
@@ -77,9 +81,8 @@ sessionLocal.route = function route(routeOptions: SessionLocalRouteOptions): Req
 function enter(state: RequestState, req: Request, res: Response, scope: RequestScope | undefined, next: NextFunction): void {
   state.scope = scope;
   req.db = (scope?.session ?? null) as Session;
-  if (!scope) return runOutsideSession(state.options.factory, () => next());
-  scope.watch(res);
-  scope.run(() => next());
+  if (scope) scope.watch(res).run(() => next());
+  else runOutsideSession(state.options.factory, () => next());
 }
 
 /**
@@ -94,7 +97,7 @@ function holdResponse(res: Response, state: RequestState): void {
   for (const name of WRITES) {
     (res as unknown as Record<Write, unknown>)[name] = function heldWrite(this: Response, ...args: unknown[]): unknown {
       const scope = state.scope;
-      if (mode === 'done' || (mode === 'idle' && (!scope || scope.finish !== 'before-response'))) return (original[name] as (...a: unknown[]) => unknown).apply(this, args);
+      if (mode === 'done' || (mode === 'idle' && scope?.finish !== 'before-response')) return (original[name] as (...a: unknown[]) => unknown).apply(this, args);
       if (mode === 'discard') return name === 'write' ? true : this;
       held.push([name, args]);
       if (mode === 'idle') {

@@ -8,7 +8,13 @@ declare const SessionLocal: SessionFactory;
 describe('fastify types', () => {
   it('types request.db as a Session by declaration merging', async () => {
     const app = Fastify();
-    await app.register(fastifySessionLocal, { factory: SessionLocal, settings: (request) => (expectTypeOf(request).toEqualTypeOf<FastifyRequest>(), {}) });
+    await app.register(fastifySessionLocal, {
+      factory: SessionLocal,
+      settings: (request) => {
+        expectTypeOf(request).toEqualTypeOf<FastifyRequest>();
+        return {};
+      },
+    });
     app.get('/', async (request) => {
       expectTypeOf(request.db).toEqualTypeOf<Session>();
     });

@@ -146,9 +146,9 @@ export function runOutsideSession<T>(factory: SessionFactory, fn: () => T): T {
  * back from stream events (`express.json()`, busboy, raw-body) otherwise continue the request in
  * the socket's async context, where `SessionLocal.current()` finds nothing.
  */
-export function runListenersInScope(emitter: { emit(event: string | symbol, ...args: any[]): boolean }, scope: () => RequestScope | undefined): void {
+export function runListenersInScope(emitter: { emit(event: string | symbol, ...args: unknown[]): boolean }, scope: () => RequestScope | undefined): void {
   const emit = emitter.emit;
-  emitter.emit = function emitInScope(this: unknown, event: string | symbol, ...args: any[]): boolean {
+  emitter.emit = function emitInScope(this: unknown, event: string | symbol, ...args: unknown[]): boolean {
     const current = scope();
     return current ? current.run(() => emit.call(this, event, ...args)) : emit.call(this, event, ...args);
   };

@@ -375,7 +375,15 @@ export const scenarios: Scenario[] = [
       const holder = factory();
       await holder.begin();
       try {
-        const { url, errors } = await t.app([{ method: 'GET', path: '/busy', handler: async (ctx) => ((await sql(need(ctx.db).factory, 'SELECT 1 AS one')), { status: 200, body: { ok: true } }) }], { factory });
+        const busy: ConformanceRoute = {
+          method: 'GET',
+          path: '/busy',
+          handler: async (ctx) => {
+            await sql(need(ctx.db).factory, 'SELECT 1 AS one');
+            return { status: 200, body: { ok: true } };
+          },
+        };
+        const { url, errors } = await t.app([busy], { factory });
         const reply = await request(url, '/busy');
         expect(reply.status).toBe(503);
         expect(reply.headers['retry-after']).toBe('1');
