@@ -1,6 +1,7 @@
 // `pnpm demo`: the three sample shops (Express, Koa, Fastify) on ports 3001-3003, one database.
 // DATABASE_URL unset: one embedded PostgreSQL in a temporary directory, removed on Ctrl-C.
-// Builds first (turbo: a no-op when nothing changed). DEMO_SKIP_BUILD=1 skips that.
+// Builds the shops and their workspace dependencies first (turbo: cached when nothing changed);
+// DEMO_SKIP_BUILD=1 skips that.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -30,9 +31,10 @@ let stopping = false;
 
 function build() {
   if (process.env.DEMO_SKIP_BUILD === '1') return;
-  say('building the packages and apps (pnpm build)...');
-  const result = spawnSync('pnpm', ['build', '--output-logs=errors-only'], { cwd: root, stdio: 'inherit' });
-  if (result.status !== 0) throw new Error(`pnpm build failed (exit ${result.status ?? result.signal}); fix the build, then run pnpm demo again`);
+  say('building the three shops and the packages they use (turbo; cached when nothing changed)...');
+  const filters = SHOPS.map(({ name }) => `--filter=@sessionlocal/${name}`);
+  const result = spawnSync('pnpm', ['exec', 'turbo', 'run', 'build', ...filters, '--output-logs=errors-only'], { cwd: root, stdio: 'inherit' });
+  if (result.status !== 0) throw new Error(`the build failed (exit ${result.status ?? result.signal}); fix it, then run pnpm demo again`);
   for (const { name } of SHOPS) {
     if (!existsSync(join(root, 'apps', name, 'dist', 'main.js'))) throw new Error(`apps/${name}/dist/main.js is missing after the build`);
   }
