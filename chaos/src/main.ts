@@ -1,0 +1,336 @@
+// `pnpm chaos [--duration 60] [--restart|--no-restart] [--pgbouncer] [--workers 5] [--out results/latest.json]`
+// The three sample shops on one embedded PostgreSQL (127.0.0.1 only), under mixed load and faults;
+// invariants checked afterwards. Exit code 0 only when every invariant holds.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { runBouncerChecks, type BouncerReport } from './bouncer-checks.js';
+import { checkApp, checkOrphanPayments, type PurchaseOutcomes, type Verdict } from './checks.js';
+import { send, sleep, until } from './http.js';
+import { AppLoad, burst, terminateOne, worker } from './load.js';
+import { Bouncer, findPgbouncer, pgbouncerVersion } from './pgbouncer.js';
+import { Cluster } from './postgres.js';
+import { printSummary } from './report.js';
+import { APPS, freePort, startShop, type AppName, type ShopProcess } from './shops.js';
+
+const PKG = fileURLToPath(new URL('../', import.meta.url));
+const SHOP_PASSWORD = 'shop-secret';
+
+interface Options {
+  duration: number;
+  restart: boolean;
+  pgbouncer: boolean;
+  workers: number;
+  out: string;
+}
+
+function parseArgs(argv: string[]): Options {
+  const options: Options = { duration: 60, restart: true, pgbouncer: false, workers: 4, out: resolve(PKG, 'results/latest.json') };
+  let restartGiven: boolean | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${arg} needs a value`);
+      return v;
+    };
+    if (arg === '--') continue;
+    else if (arg === '--duration') options.duration = Number(value());
+    else if (arg === '--workers') options.workers = Number(value());
+    else if (arg === '--out') options.out = resolve(process.cwd(), value());
+    else if (arg === '--restart') restartGiven = true;
+    else if (arg === '--no-restart') restartGiven = false;
+    else if (arg === '--pgbouncer') options.pgbouncer = true;
+    else if (arg === '--help' || arg === '-h') {
+      console.log('usage: pnpm chaos [--duration 60] [--restart|--no-restart] [--pgbouncer] [--workers 4] [--out chaos/results/latest.json]');
+      process.exit(0);
+    } else throw new Error(`unknown argument ${arg}`);
+  }
+  if (!Number.isFinite(options.duration) || options.duration < 5 || options.duration > 3600) throw new Error('--duration must be 5..3600 seconds');
+  if (!Number.isInteger(options.workers) || options.workers < 1 || options.workers > 32) throw new Error('--workers must be 1..32');
+  // The PostgreSQL restart needs room around it: on by default from 30 s (the 10 s CI run is the subset without it).
+  options.restart = restartGiven ?? options.duration >= 30;
+  return options;
+}
+
+const say = (line: string) => console.log(`[chaos] ${line}`);
+
+let cluster: Cluster | undefined;
+const bouncers: Bouncer[] = [];
+const shops: ShopProcess[] = [];
+let stopping = false;
+let interrupted = false;
+
+async function cleanup(): Promise<void> {
+  await Promise.all(shops.map((shop) => shop.stop(10_000).catch(() => null)));
+  await Promise.all(bouncers.map((b) => b.stop().catch(() => {})));
+  await cluster?.destroy().catch(() => {});
+}
+
+process.on('exit', () => {
+  for (const shop of shops) if (shop.child.exitCode === null && shop.child.signalCode === null) shop.child.kill('SIGKILL');
+  for (const b of bouncers) b.killSync();
+  cluster?.destroySync();
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (interrupted) return;
+    interrupted = true;
+    stopping = true;
+    say(`${signal}: stopping the shops and PostgreSQL, removing the data directory`);
+    const force = setTimeout(() => process.exit(130), 20_000);
+    force.unref();
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+async function main(): Promise<number> {
+  const options = parseArgs(process.argv.slice(2));
+  const started = Date.now();
+  let bouncerBinary: string | undefined;
+  if (options.pgbouncer) {
+    bouncerBinary = findPgbouncer();
+    if (!bouncerBinary) {
+      say('--pgbouncer: skipped: the `pgbouncer` binary was not found on PATH (install it, e.g. `apt-get install pgbouncer`, to run the shops behind PgBouncer in transaction pooling mode).');
+      writeResults(options.out, { skipped: 'pgbouncer binary not found', options, pass: true });
+      return 0;
+    }
+  }
+  say(`duration ${options.duration} s, workers ${options.workers}/app, PostgreSQL restart ${options.restart ? 'on' : 'off'}${options.pgbouncer ? `, behind ${pgbouncerVersion(bouncerBinary!)} (transaction pooling)` : ''}`);
+
+  // -- PostgreSQL (and PgBouncer) --
+  cluster = await Cluster.create(await freePort());
+  await cluster.start();
+  say(`PostgreSQL on 127.0.0.1:${cluster.port} (data ${cluster.dataDir})`);
+  const setup = new pg.Client({ connectionString: cluster.url() });
+  await setup.connect();
+  await setup.query(`CREATE ROLE shop LOGIN PASSWORD '${SHOP_PASSWORD}'`);
+  await setup.query(`CREATE ROLE tenant LOGIN PASSWORD 'tenant-secret'`);
+  await setup.query('CREATE DATABASE chaos OWNER shop');
+  await setup.end();
+  const admin = new pg.Pool({ connectionString: cluster.url('chaos'), max: 3, connectionTimeoutMillis: 3_000 });
+  admin.on('error', () => {});
+
+  let appUrl = cluster.url('chaos', 'shop', SHOP_PASSWORD);
+  if (options.pgbouncer) {
+    const bouncer = new Bouncer({ binary: bouncerBinary!, port: await freePort(), postgresPort: cluster.port, users: { shop: SHOP_PASSWORD, tenant: 'tenant-secret' }, ...cluster.ids });
+    bouncers.push(bouncer);
+    await bouncer.start();
+    appUrl = `postgres://shop:${SHOP_PASSWORD}@127.0.0.1:${bouncer.port}/chaos`;
+    say(`PgBouncer (pool_mode=transaction) on 127.0.0.1:${bouncer.port}`);
+  }
+
+  // -- the three shops --
+  const env = { DATABASE_URL: appUrl, DB_POOL_MAX: '5', DB_POOL_ACQUIRE_TIMEOUT_MS: '500', SHOP_FAULTS: '1' };
+  for (const app of APPS) shops.push(await startShop(app, env)); // one at a time: migrations, 2 cores
+  if (interrupted) return 130;
+  for (const shop of shops) say(`${shop.app} on 127.0.0.1:${shop.port}`);
+
+  // -- items: one dedicated (marker) item per purchase, named after it, plus two shared hot items per app --
+  const initialStock = new Map<number, number>();
+  const loads = new Map<AppName, AppLoad>();
+  const markerCount = Math.ceil(options.duration * 12 * options.workers);
+  for (const shop of shops) {
+    const marker = (
+      await admin.query<{ id: number; stock: number }>(
+        "INSERT INTO items (name, price_cents, stock) SELECT 'chaos ' || $1::text || ' purchase #' || g, 100 + g % 50, 3 FROM generate_series(1, $2::int) g RETURNING id, stock",
+        [shop.app, markerCount],
+      )
+    ).rows;
+    const hot = (await admin.query<{ id: number; stock: number }>("INSERT INTO items (name, price_cents, stock) SELECT 'chaos ' || $1::text || ' hot #' || g, 250, 400 FROM generate_series(1, 2) g RETURNING id, stock", [shop.app])).rows;
+    for (const row of [...marker, ...hot]) initialStock.set(row.id, row.stock);
+    const markerIds = marker.map((r) => r.id).reverse();
+    loads.set(shop.app, new AppLoad(shop.app, shop, markerIds, hot.map((r) => r.id), [...markerIds, ...hot.map((r) => r.id)]));
+  }
+  const all = [...loads.values()];
+
+  // -- load and faults --
+  const loadStarted = Date.now();
+  const deadline = loadStarted + options.duration * 1000;
+  const done = () => stopping || Date.now() >= deadline;
+  let dbDown = false;
+  let burstsPaused = false;
+  const terminations = new Map<string, number>();
+  const restart: { stoppedAt?: number; upAt?: number; stopMs?: number; recovery: Record<string, number | null> } = { recovery: {} };
+
+  const workers = all.flatMap((load) => Array.from({ length: options.workers }, () => worker(load, done, { faults: true, aborts: true })));
+
+  const terminator = (async () => {
+    for (let i = 0; i < 100_000 && !done(); i++) {
+      await sleep(400 + Math.random() * 200);
+      if (dbDown || done()) continue;
+      try {
+        const killed = await terminateOne(admin, { applicationNames: options.pgbouncer ? undefined : [...APPS] });
+        if (!killed) continue;
+        const key = `${killed.state}`;
+        terminations.set(key, (terminations.get(key) ?? 0) + 1);
+        const load = loads.get(killed.app as AppName);
+        if (load) load.count(load.faults, `pg_terminate_backend:${killed.state}`);
+        else terminations.set(`via pgbouncer:${killed.state}`, (terminations.get(`via pgbouncer:${killed.state}`) ?? 0) + 1);
+      } catch {
+        // the database is restarting
+      }
+    }
+  })();
+
+  const bursts = (async () => {
+    for (let i = 0; i < 10_000 && !done(); i++) {
+      await sleep(2500 + Math.random() * 1000);
+      if (done() || burstsPaused) continue;
+      const load = all[i % all.length]!;
+      await burst(load, 14, 700);
+    }
+  })();
+
+  const restarter = (async () => {
+    if (!options.restart) return;
+    await sleep(options.duration * 1000 * 0.4);
+    if (done()) return;
+    burstsPaused = true;
+    dbDown = true;
+    say('restarting PostgreSQL (fast shutdown, 2 s down, same data directory)');
+    const t0 = Date.now();
+    await cluster!.stop();
+    restart.stoppedAt = Date.now() - loadStarted;
+    restart.stopMs = Date.now() - t0;
+    await sleep(2000);
+    await cluster!.start();
+    const upAt = Date.now();
+    restart.upAt = upAt - loadStarted;
+    dbDown = false;
+    say(`PostgreSQL is back (down for ${Date.now() - t0} ms); probing /health of every app`);
+    await Promise.all(
+      all.map(async (load) => {
+        const ms = await until(async () => (await send({ port: load.shop.port, path: '/health', timeoutMs: 2_000 })).status === 200, 30_000, 100);
+        restart.recovery[load.app] = ms ?? null;
+        load.count(load.faults, 'postgres-restart');
+      }),
+    );
+    burstsPaused = false;
+  })();
+
+  // progress line every 10 s
+  const progress = (async () => {
+    for (let i = 0; i < 10_000 && !done(); i++) {
+      await sleep(Math.min(10_000, Math.max(50, deadline - Date.now())));
+      if (done()) break;
+      const total = all.reduce((n, l) => n + [...l.statuses.values()].reduce((a, b) => a + b, 0), 0);
+      say(`${Math.round((Date.now() - loadStarted) / 1000)} s: ${total} requests`);
+    }
+  })();
+
+  await Promise.all([...workers, terminator, bursts, restarter, progress]);
+  if (interrupted) return 130;
+  const loadMs = Date.now() - loadStarted;
+  say(`load stopped after ${(loadMs / 1000).toFixed(1)} s; checking invariants`);
+
+  // -- invariants --
+  const verdicts: Verdict[] = [];
+  for (const load of all) {
+    const recovery = restart.recovery[load.app];
+    if (options.restart) {
+      verdicts.push({ app: load.app, name: '/health 200 within 5 s of PostgreSQL restart', pass: recovery !== undefined && recovery !== null && recovery <= 5_000, detail: recovery === undefined ? 'restart did not happen' : recovery === null ? 'no 200 within 30 s' : `first 200 after ${recovery} ms` });
+    }
+    const healthMs = await until(async () => (await send({ port: load.shop.port, path: '/health', timeoutMs: 2_000 })).status === 200, 5_000, 100);
+    verdicts.push({ app: load.app, name: '/health 200 within 5 s after load', pass: healthMs !== undefined, detail: healthMs === undefined ? 'no 200 within 5 s' : `after ${healthMs} ms` });
+  }
+
+  // pool released and no idle-in-transaction backend once load stops (a deadline, not a sleep)
+  type Snapshot = { inUse: number; open: number; waiting: number; idleInTx: number };
+  const snapshot = async (load: AppLoad): Promise<Snapshot> => {
+    const stats = await send({ port: load.shop.port, path: '/stats', timeoutMs: 2_000 });
+    const body = stats.body as { pool?: { inUse?: number; waiting?: number }; sessions?: { open?: number } } | undefined;
+    const idle = await admin.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = 'chaos' AND usename = 'shop' AND state LIKE 'idle in transaction%' AND ($1::text IS NULL OR application_name = $1)`,
+      [options.pgbouncer ? null : load.app],
+    );
+    return { inUse: body?.pool?.inUse ?? -1, open: body?.sessions?.open ?? -1, waiting: body?.pool?.waiting ?? -1, idleInTx: idle.rows[0]?.n ?? -1 };
+  };
+  const snapshots = new Map<AppName, Snapshot>();
+  const settleMs = await until(
+    async () => {
+      let clean = true;
+      for (const load of all) {
+        const s = await snapshot(load);
+        snapshots.set(load.app, s);
+        if (s.inUse !== 0 || s.open !== 0 || s.idleInTx !== 0) clean = false;
+      }
+      return clean;
+    },
+    15_000,
+    200,
+  );
+  for (const load of all) {
+    const s = snapshots.get(load.app);
+    verdicts.push({ app: load.app, name: 'pool released: inUse 0, no open session', pass: s?.inUse === 0 && s.open === 0, detail: `inUse ${s?.inUse}, open sessions ${s?.open}, waiting ${s?.waiting}${settleMs !== undefined ? ` (settled ${settleMs} ms after load)` : ' (not settled within 15 s)'}` });
+    verdicts.push({ app: load.app, name: "no 'idle in transaction' backend", pass: s?.idleInTx === 0, detail: `${s?.idleInTx} idle-in-transaction backends${options.pgbouncer ? ' (all apps, behind PgBouncer)' : ''}` });
+  }
+
+  const outcomes = new Map<AppName, PurchaseOutcomes>();
+  for (const load of all) {
+    const r = await send({ port: load.shop.port, path: '/receipts', timeoutMs: 5_000 });
+    const receipts = r.status === 200 ? ((r.body as { orderIds?: number[] }).orderIds ?? []) : undefined;
+    const checked = await checkApp(admin, load, initialStock, receipts);
+    verdicts.push(...checked.verdicts);
+    outcomes.set(load.app, checked.outcomes);
+  }
+  verdicts.push(await checkOrphanPayments(admin));
+
+  let bouncerReport: BouncerReport | undefined;
+  if (options.pgbouncer) {
+    say('PgBouncer: settings / RLS isolation / statement timeouts');
+    bouncerReport = await runBouncerChecks({ cluster, admin, bouncer: bouncers[0]!, binary: bouncerBinary!, track: (b) => bouncers.push(b) });
+    verdicts.push(...bouncerReport.verdicts);
+  }
+  await admin.end().catch(() => {});
+
+  const pass = verdicts.every((v) => v.pass);
+  const result = {
+    pass,
+    options: { ...options, out: undefined },
+    mode: options.pgbouncer ? 'pgbouncer-transaction' : 'direct',
+    startedAt: new Date(started).toISOString(),
+    loadMs,
+    totalMs: Date.now() - started,
+    postgresRestart: options.restart ? restart : null,
+    terminationsByBackendState: Object.fromEntries(terminations),
+    apps: Object.fromEntries(
+      all.map((load) => [
+        load.app,
+        {
+          requests: Object.fromEntries([...load.statuses].sort()),
+          faults: Object.fromEntries([...load.faults].sort()),
+          purchases: { total: load.purchases.length, marker: load.purchases.filter((p) => p.kind === 'marker').length, hot: load.purchases.filter((p) => p.kind === 'hot').length, ...outcomes.get(load.app) },
+          loggedFailures: Object.fromEntries([...load.shop.failures].sort((a, b) => b[1] - a[1]).slice(0, 10)),
+        },
+      ]),
+    ),
+    invariants: verdicts,
+    pgbouncer: bouncerReport?.facts,
+  };
+  writeResults(options.out, result);
+  printSummary(result);
+  say(`results written to ${options.out}`);
+  say(pass ? 'all invariants PASS' : `FAILED: ${verdicts.filter((v) => !v.pass).length} invariant(s)`);
+  return pass ? 0 : 1;
+}
+
+function writeResults(out: string, data: unknown): void {
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(data, null, 2)}\n`);
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (error) {
+  console.error('[chaos] failed:', error);
+  code = 2;
+} finally {
+  if (!interrupted) {
+    stopping = true;
+    await cleanup();
+  }
+}
+if (!interrupted) process.exit(code);
