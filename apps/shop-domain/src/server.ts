@@ -67,18 +67,30 @@ export async function runShop(name: string, listen: (runtime: ShopRuntime) => Pr
   }
 }
 
-/** `close()` for a `node:http` server: stop accepting, wait for in-flight requests, then cut what is left. */
-export function closeHttpServer(server: Server): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
-    timer.unref();
-    server.close((error) => {
-      clearTimeout(timer);
-      if (error) reject(error);
-      else resolve();
-    });
+/**
+ * Graceful close of a `node:http` server (also Fastify's `app.server`): stop accepting, let
+ * in-flight requests finish, and close keep-alive connections as soon as they go idle (one
+ * `closeIdleConnections()` is not enough: a connection whose request finishes later would keep
+ * the server open until the client's keep-alive timeout). `close` defaults to `server.close`;
+ * after the grace period every connection is cut.
+ */
+export async function closeHttpServer(server: Server, close?: () => Promise<void>): Promise<void> {
+  const reap = setInterval(() => server.closeIdleConnections(), 100);
+  const cut = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+  reap.unref();
+  cut.unref();
+  try {
+    const closing =
+      close?.() ??
+      new Promise<void>((resolve, reject) => {
+        server.close((error) => (error ? reject(error) : resolve()));
+      });
     server.closeIdleConnections();
-  });
+    await closing;
+  } finally {
+    clearInterval(reap);
+    clearTimeout(cut);
+  }
 }
 
 /** Listen on `port`/`host` and resolve once bound. */

@@ -229,8 +229,14 @@ export function shopContractSuite(app: AppName): void {
       expect(reply.body).toEqual({ orderIds: committed.map((row) => row.id) });
     });
 
-    it('shuts down on SIGTERM with exit code 0, leaving no connection behind', async () => {
-      expect(await shop.stop()).toBe(0);
+    it('shuts down on SIGTERM with exit code 0: finishes the request in flight, leaves no connection behind', async () => {
+      const inFlight = req('GET', '/sleep?ms=700');
+      expect(await waitFor(async () => (await stats()).pool.inUse === 1, 5_000)).toBe(true);
+      const started = Date.now();
+      const exitCode = shop.stop();
+      expect(await inFlight).toMatchObject({ status: 200, body: { slept: 700 } });
+      expect(await exitCode).toBe(0);
+      expect(Date.now() - started).toBeLessThan(3_000);
       expect(shop.output()).toContain('stopped');
       const database = new URL(db.url).pathname.slice(1);
       const [row] = await sql<{ n: string }>(db.url, 'SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [database]);
