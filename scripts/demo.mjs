@@ -30,6 +30,7 @@ let domain;
 let stopping = false;
 
 function build() {
+  // biome-ignore lint/suspicious/noUndeclaredEnvVars: read by this script, not by a turbo task
   if (process.env.DEMO_SKIP_BUILD === '1') return;
   say('building the three shops and the packages they use (turbo; cached when nothing changed)...');
   const filters = SHOPS.map(({ name }) => `--filter=@sessionlocal/${name}`);
@@ -55,7 +56,6 @@ function startShop({ name, port }, databaseUrl) {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
-  let buffer = '';
   const ready = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not start within ${STARTUP_TIMEOUT_MS / 1000} s`)), STARTUP_TIMEOUT_MS);
     const onLine = (line) => {
@@ -74,7 +74,6 @@ function startShop({ name, port }, databaseUrl) {
           write(line);
           onLine(line);
         }
-        buffer += chunk.toString();
       });
     };
     relay(child.stdout, (line) => console.log(line));
@@ -195,6 +194,8 @@ async function main() {
     say(`embedded PostgreSQL on 127.0.0.1:${embedded.port}, data in ${embedded.dataDir}`);
   }
 
+  // biome-ignore lint/suspicious/noUndeclaredEnvVars: passed through to the shops, not a turbo task input
+  const faults = process.env.SHOP_FAULTS === '1';
   await Promise.all(SHOPS.map((shop) => startShop(shop, databaseUrl)));
   if (stopping) return;
   const items = await seed(`http://127.0.0.1:${SHOPS[0].port}`);
@@ -216,7 +217,7 @@ async function main() {
     curl -s -X POST http://127.0.0.1:3001/items -H 'content-type: application/json' -d '{"name": "Mug", "priceCents": 1200, "stock": 5}'
 
   Routes: GET /ping /health /items /items/:id /orders/:id /receipts /sleep?ms=N /stats, POST /items /orders.
-  ${process.env.SHOP_FAULTS === '1' ? 'SHOP_FAULTS=1: POST /orders honours x-fail-at: after-stock | after-order | after-payment | commit.' : 'Start with SHOP_FAULTS=1 pnpm demo to inject failures with the x-fail-at header.'}
+  ${faults ? 'SHOP_FAULTS=1: POST /orders honours x-fail-at: after-stock | after-order | after-payment | commit.' : 'Start with SHOP_FAULTS=1 pnpm demo to inject failures with the x-fail-at header.'}
   Press Ctrl-C to stop everything${embedded ? ' (the temporary database is deleted)' : ''}.
 `);
 }

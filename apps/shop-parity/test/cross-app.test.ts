@@ -12,6 +12,7 @@ interface Step {
   body: unknown;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: response JSON, read field by field by the script
 type Send = (method: string, path: string, options?: CallOptions) => Promise<any>;
 
 /** The same requests, in the same order, against each app (each on its own fresh database). */

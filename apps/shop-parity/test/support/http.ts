@@ -2,6 +2,7 @@
 export interface Reply {
   status: number;
   headers: Headers;
+  // biome-ignore lint/suspicious/noExplicitAny: response JSON, read field by field in assertions
   body: any;
 }
 
