@@ -38,6 +38,6 @@ function bodyError(error: unknown): ShopError | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   if (code === 'FST_ERR_CTP_INVALID_JSON_BODY') return ShopError.malformedJson();
   if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return ShopError.bodyTooLarge();
-  if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return ShopError.invalidRequest('The request body must be a JSON object.');
+  if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return ShopError.bodyNotObject();
   return undefined;
 }

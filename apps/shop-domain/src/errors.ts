@@ -22,6 +22,11 @@ export class ShopError extends Error {
     return new ShopError('invalid_request', 400, message);
   }
 
+  /** No body, or JSON that is not an object (`[]`, `"pen"`, `null`). */
+  static bodyNotObject(): ShopError {
+    return new ShopError('invalid_request', 400, 'The request body must be a JSON object.');
+  }
+
   /** The body could not be parsed as JSON (each framework reports this differently). */
   static malformedJson(): ShopError {
     return new ShopError('invalid_request', 400, 'The request body is not valid JSON.');

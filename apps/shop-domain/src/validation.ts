@@ -19,7 +19,7 @@ export interface NewOrder {
 
 function objectBody(body: unknown): Record<string, unknown> {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-    throw ShopError.invalidRequest('The request body must be a JSON object.');
+    throw ShopError.bodyNotObject();
   }
   return body as Record<string, unknown>;
 }
