@@ -25,7 +25,7 @@ export const FULL_PLAN = {
   warmupS: 1,
   dbLoads: [32, 256],
   pingLoads: [32],
-  memory: { frameworks: FRAMEWORKS, checkpoints: [10_000, 100_000], connections: 32 },
+  memory: { frameworks: ['express'], checkpoints: [10_000, 100_000], connections: 32 },
 };
 
 /** `--quick`: the same matrix, one round, 1 s cells, a small memory phase. */
@@ -42,8 +42,11 @@ export function variantsFor(framework, variants) {
   return variants.filter((v) => v !== 'fastify-postgres' || framework === 'fastify');
 }
 
+/** `bare` has only /ping; `raw-pg` and `fastify-postgres` serve /ping exactly as `bare` does (no middleware), so it is not measured again. */
 function routesFor(variant, routes) {
-  return variant === 'bare' ? routes.filter((r) => r === '/ping') : routes;
+  if (variant === 'bare') return routes.filter((r) => r === '/ping');
+  if (variant === 'raw-pg' || variant === 'fastify-postgres') return routes.filter((r) => r !== '/ping');
+  return routes;
 }
 
 // -- child processes ------------------------------------------------------------------------
