@@ -228,6 +228,11 @@ async function main(): Promise<number> {
   // -- invariants --
   const verdicts: Verdict[] = [];
   for (const load of all) {
+    const crashed = load.shop.crashed;
+    verdicts.push({ app: load.app, name: 'process stayed up', pass: !crashed, detail: crashed ? `exited (${crashed.signal ?? crashed.code}) during the run; last output: ${crashed.tail.slice(-1500)}` : 'running' });
+    if (crashed) console.error(`[chaos] ${load.app} exited during the run (${crashed.signal ?? crashed.code}); its last output:\n${crashed.tail}`);
+  }
+  for (const load of all) {
     const recovery = restart.recovery[load.app];
     if (options.restart) {
       verdicts.push({ app: load.app, name: '/health 200 within 5 s of PostgreSQL restart', pass: recovery !== undefined && recovery !== null && recovery <= 5_000, detail: recovery === undefined ? 'restart did not happen' : recovery === null ? 'no 200 within 30 s' : `first 200 after ${recovery} ms` });

@@ -14,6 +14,7 @@ interface Summary {
   terminationsByBackendState: Record<string, number>;
   apps: Record<string, AppSummary>;
   invariants: Verdict[];
+  pgbouncer?: { statementTimeoutMsSummary?: Record<string, string> };
 }
 
 function table(headers: string[], rows: string[][]): string {
@@ -37,6 +38,10 @@ export function printSummary(summary: Summary): void {
   const restart = summary.postgresRestart as { stopMs?: number; upAt?: number } | null;
   console.log(`\npg_terminate_backend by backend state: ${JSON.stringify(summary.terminationsByBackendState)}`);
   console.log(`PostgreSQL restart: ${restart ? JSON.stringify(restart) : 'off'}\n`);
+  if (summary.pgbouncer?.statementTimeoutMsSummary) {
+    const st = summary.pgbouncer.statementTimeoutMsSummary;
+    console.log(`PgBouncer, statementTimeoutMs (a startup parameter): default config: ${st.default}; with ignore_startup_parameters=statement_timeout: ${st.ignoreStartupParameters}\n`);
+  }
   console.log('Invariants');
   console.log(table(['', 'app', 'invariant', 'numbers'], summary.invariants.map((v) => [v.pass ? 'PASS' : 'FAIL', v.app, v.name, v.detail])));
   for (const v of summary.invariants.filter((x) => !x.pass && x.examples?.length)) {

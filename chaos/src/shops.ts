@@ -17,6 +17,8 @@ export interface ShopProcess {
   output(): string;
   /** Lines the shop logged as unexpected failures (`... failed:`), by message. */
   failures: Map<string, number>;
+  /** Set when the process exited on its own (not through `stop()`). */
+  crashed?: { code: number | null; signal: string | null; tail: string };
   stop(timeoutMs?: number): Promise<number | null>;
 }
 
@@ -60,13 +62,15 @@ export async function startShop(app: AppName, env: Record<string, string>, timeo
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  return {
+  let stopping = false;
+  const shop: ShopProcess = {
     app,
     port,
     child,
     failures,
     output: () => tail,
     async stop(stopTimeoutMs = 10_000) {
+      stopping = true;
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), stopTimeoutMs);
@@ -75,6 +79,10 @@ export async function startShop(app: AppName, env: Record<string, string>, timeo
       return code;
     },
   };
+  child.once('exit', (code, signal) => {
+    if (!stopping) shop.crashed = { code, signal, tail: tail.slice(-4000) };
+  });
+  return shop;
 }
 
 /** A TCP port free on 127.0.0.1 right now. */
