@@ -129,7 +129,7 @@ function stopChild(child) {
 async function shutdown(code) {
   if (stopping) return;
   stopping = true;
-  say('stopping the shops...');
+  if (children.length > 0) say('stopping the shops...');
   await Promise.all(children.map(stopChild));
   if (embedded) {
     say('stopping the embedded PostgreSQL and removing its data directory...');
