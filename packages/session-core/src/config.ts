@@ -65,19 +65,33 @@ export function parseDatabaseUrl(url: unknown, field = 'url'): ParsedUrl {
   if (typeof url !== 'string' || url.trim() === '') {
     throw new ConfigError(field, 'a PostgreSQL URL is required (postgres://user:password@host:5432/database)');
   }
+  const expected = 'expected postgres://user:password@host:5432/database';
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw new ConfigError(field, `is not a valid URL: ${redactUrl(url)}`);
+    // never echo the input: without "//" a password is not recognisable as one
+    throw new ConfigError(field, `is not a valid URL (${expected})`);
   }
-  const redacted = parsed.password ? redactUrl(`${parsed.protocol}//${parsed.username}:x@${parsed.host}${parsed.pathname}`) : `${parsed.protocol}//${parsed.username ? `${parsed.username}@` : ''}${parsed.host}${parsed.pathname}`;
   if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
-    throw new ConfigError(field, `unsupported dialect "${parsed.protocol.replace(/:$/, '')}" in ${redacted}; sessionlocal supports PostgreSQL (postgres://)`);
+    // without "://" the "scheme" is really the user name of a scheme-less URL: do not print it
+    if (!url.includes('://')) throw new ConfigError(field, `has no scheme (${expected})`);
+    const scheme = parsed.protocol.replace(/:$/, '');
+    throw new ConfigError(field, `unsupported dialect "${scheme.slice(0, 20)}"; sessionlocal supports PostgreSQL (${expected})`);
   }
+  const redacted = `${parsed.protocol}//${parsed.username ? `${parsed.username}${parsed.password ? ':***' : ''}@` : ''}${parsed.host}${parsed.pathname}`;
   if (!parsed.hostname) throw new ConfigError(field, `has no host: ${redacted}`);
   const port = parsed.port ? Number(parsed.port) : 5432;
-  const database = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
+  let database: string;
+  let username: string;
+  let password: string | undefined;
+  try {
+    database = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
+    username = decodeURIComponent(parsed.username || 'postgres');
+    password = parsed.password ? decodeURIComponent(parsed.password) : undefined;
+  } catch {
+    throw new ConfigError(field, `has an invalid percent-escape in the user, password or database name: ${redacted}`);
+  }
   if (!database) throw new ConfigError(field, `has no database name: ${redacted}`);
   const sslmode = parsed.searchParams.get('sslmode');
   const ssl = parsed.searchParams.get('ssl') === 'true' || (sslmode !== null && sslmode !== 'disable' && sslmode !== 'prefer' && sslmode !== 'allow');
@@ -85,8 +99,8 @@ export function parseDatabaseUrl(url: unknown, field = 'url'): ParsedUrl {
     host: parsed.hostname.replace(/^\[|\]$/g, ''),
     port,
     database,
-    username: decodeURIComponent(parsed.username || 'postgres'),
-    password: parsed.password ? decodeURIComponent(parsed.password) : undefined,
+    username,
+    password,
     ssl,
     redacted,
   };

@@ -32,7 +32,18 @@ describe('engine configuration is validated eagerly', () => {
   it('a malformed URL names the field and hides the password', () => {
     const e = configError(() => createEngine(`postgres://app:${SECRET}@@:bad port/db`));
     expect(e.field).toBe('url');
-    expect(e.message).toContain('***');
+  });
+
+  it.each([
+    [`postgres://app:${SECRET}@127.0.0.1:5432/db%`, /invalid percent-escape/],
+    [`postgres://app:${SECRET}%ZZ@127.0.0.1:5432/db`, /invalid percent-escape/],
+    [`app:${SECRET}@127.0.0.1/db`, /has no scheme/],
+    [`${SECRET}@127.0.0.1/db`, /not a valid URL|has no scheme/],
+    [`postgres://app:${SECRET}@127.0.0.1:5432/`, /no database name/],
+  ])('%s is a ConfigError naming url, without the password', (url, message) => {
+    const e = configError(() => createEngine(url));
+    expect(e.field).toBe('url');
+    expect(e.message).toMatch(message);
   });
 
   it('an unsupported dialect is a ConfigError', () => {
