@@ -39,8 +39,9 @@ export async function openShop(options: OpenShopOptions = {}): Promise<ShopRunti
     log(`embedded PostgreSQL on 127.0.0.1:${embedded.port} (data in ${embedded.dataDir}, removed on exit)`);
   }
   try {
-    for (const name of await migrate(url)) log(`migration applied: ${name}`);
+    // The engine validates DB_POOL_* and friends without I/O: a bad value fails before any migration.
     const engine = engineFromEnv({ ...env, DATABASE_URL: url }, options.name ? { applicationName: options.name } : {});
+    for (const name of await migrate(url)) log(`migration applied: ${name}`);
     const SessionLocal = sessionmaker(engine, { expireOnCommit: false });
     const models = defineModels(engine.sequelize);
     const shop = new Shop({ engine, SessionLocal, models, faults: config.faults });
