@@ -155,14 +155,15 @@ export async function burst(load: AppLoad, size: number, holdMs: number): Promis
 }
 
 /** Terminate one random backend of the apps (never the admin's own); returns the app and the backend's state. */
-export async function terminateOne(admin: pg.Pool, filter: { applicationNames?: string[] }): Promise<{ app: string; state: string } | undefined> {
+export async function terminateOne(admin: pg.Pool, filter: { applicationNames?: string[]; minAgeMs?: number }): Promise<{ app: string; state: string } | undefined> {
   const rows = (
     await admin.query<{ pid: number; app: string; state: string | null }>(
       `SELECT pid, application_name AS app, state FROM pg_stat_activity
         WHERE datname = 'chaos' AND usename = 'shop' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
           AND ($1::text[] IS NULL OR application_name = ANY($1::text[]))
+          AND backend_start < now() - make_interval(secs => $2::int / 1000.0)
         ORDER BY random() LIMIT 1`,
-      [filter.applicationNames ?? null],
+      [filter.applicationNames ?? null, filter.minAgeMs ?? 0],
     )
   ).rows;
   const row = rows[0];
