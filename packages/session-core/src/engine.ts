@@ -61,7 +61,7 @@ export class Engine {
       logging: echo ? (sql: string) => echo(redact(sql, secrets)) : false,
       ...this.options.sequelize,
       dialect: 'postgres',
-      dialectModule: pg,
+      dialectModule: guardedPg,
       dialectOptions,
       ...connectionFields(main),
       pool: { max: pool.max, min: pool.min, acquire: pool.acquireTimeoutMs, idle: pool.idleTimeoutMs, evict: Math.min(pool.idleTimeoutMs, 1000) },
@@ -177,6 +177,22 @@ export class Engine {
     await this.sequelize.close();
   }
 }
+
+/**
+ * `pg` with a `Client` that listens for 'error' from construction. Sequelize 6 attaches its own
+ * listener only after `connect()` resolved; a backend terminated during connection setup would
+ * otherwise emit an unhandled 'error' and crash the process. The client is marked invalid, so the
+ * pool's `validate` refuses it and Sequelize's listener (once attached) destroys it.
+ */
+class GuardedClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    this.on('error', () => {
+      (this as PooledConnection)._invalid = true;
+    });
+  }
+}
+const guardedPg = Object.assign(Object.create(pg) as typeof pg, { Client: GuardedClient });
 
 function connectionFields(url: ParsedUrl) {
   return { host: url.host, port: url.port, database: url.database, username: url.username, password: url.password };
