@@ -69,6 +69,9 @@ export class Bouncer {
       'default_pool_size = 20',
       'max_client_conn = 500',
       'server_check_delay = 0',
+      // default 15 s: after a failed server login (PostgreSQL down) every client gets an error for 15 s
+      // without a retry, so the apps "recover" ~13 s after PostgreSQL is back (measured; see README)
+      'server_login_retry = 1',
       `logfile = ${join(dir, 'pgbouncer.log')}`,
       `pidfile = ${join(dir, 'pgbouncer.pid')}`,
       ...(options.ignoreStartupParameters ? [`ignore_startup_parameters = ${options.ignoreStartupParameters}`] : []),

@@ -51,7 +51,7 @@ describe.each(APPS)('%s: hostile and bad bodies get 4xx and leave nothing open',
   test.each(BODIES.map((b) => [b.name, b] as const))('%s', (_name, hostile) => expectRefused(hostile));
 
   // SHOP BUG (reported): all three shops decode bodies leniently (invalid bytes become U+FFFD), so a JSON body
-  // with invalid UTF-8 inside a string is accepted: POST /orders answers 201, POST /items stores a mangled name.
+  // with invalid UTF-8 inside a string is accepted (POST /orders answers 201 with an extra mangled field).
   // Remove `.fails` once the shops reject it with 400.
   test.fails('invalid UTF-8 inside a JSON string', () => expectRefused({ name: 'invalid UTF-8', headers: { 'content-type': 'application/json; charset=utf-8' }, body: invalidUtf8 }));
 
