@@ -57,7 +57,7 @@ describe('rule 12: pool acquire timeout', () => {
     expect(error).toBeInstanceOf(PoolTimeoutError);
     expect((error as PoolTimeoutError).code).toBe('POOL_TIMEOUT');
     expect((error as PoolTimeoutError).statusCode).toBe(503);
-    expect(Date.now() - started).toBeLessThan(2000);
+    expect(Date.now() - started).toBeLessThan(5000); // 200 ms timeout; generous for a loaded CI machine, far below a hang
     await holder.close();
     await expect(SessionLocal.begin(() => engine.sequelize.query('SELECT 1'))).resolves.toBeDefined();
   });
