@@ -114,17 +114,15 @@ describe('a password never appears in an error, its cause chain, its JSON or a l
     }
   });
 
-  // BUG (session-core parseDatabaseUrl, reported): `decodeURIComponent` of the database name or the
-  // password throws a bare `URIError: URI malformed`, not a `ConfigError` naming `url`. Remove `.fails` once fixed.
-  test.fails('undecodable percent-escapes are a ConfigError naming the url', async () => {
+  // Found by this suite, fixed in 3385304: this was a bare `URIError: URI malformed`.
+  test('undecodable percent-escapes are a ConfigError naming the url', async () => {
     const error = await caught(() => createEngine(`postgres://u:${encodeURIComponent(PASSWORD)}@127.0.0.1:5432/db%`));
     expect((error as { code?: string }).code).toBe('CONFIG_INVALID');
   });
 
-  // BUG (session-core parseDatabaseUrl, reported): a DATABASE_URL without its scheme, `user:password@host/db`,
-  // parses as the scheme `user:` and the ConfigError prints the rest, password included:
-  // 'url: unsupported dialect "u" in u://<password>@127.0.0.1/db; ...'. Remove `.fails` once fixed.
-  test.fails('a URL without its scheme (user:password@host/db): ConfigError without the password', () => {
+  // Found by this suite, fixed in 3385304: a scheme-less URL parsed as the scheme `user:` and the
+  // ConfigError printed the rest, password included.
+  test('a URL without its scheme (user:password@host/db): ConfigError without the password', () => {
     let error: unknown;
     try {
       createEngine(`u:${PASSWORD}@127.0.0.1/db`);
