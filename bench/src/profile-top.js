@@ -23,3 +23,13 @@ for (const [id, count] of selfSamples) {
 const rows = [...totals].sort((a, b) => b[1] - a[1]).slice(0, Number(n));
 console.log(`${total} samples`);
 for (const [key, count] of rows) console.log(`${((count / total) * 100).toFixed(1).padStart(5)}%  ${key}`);
+
+// Self time by source file: where the server's own CPU goes, package by package.
+const byFile = new Map();
+for (const [id, count] of selfSamples) {
+  const { url } = byId.get(id).callFrame;
+  const file = url ? url.replace(/^file:\/\//, '').replace(/.*node_modules\/\.pnpm\/[^/]+\/node_modules\//, '').replace(/^\/work\/main\//, '') : byId.get(id).callFrame.functionName || '(native)';
+  byFile.set(file, (byFile.get(file) ?? 0) + count);
+}
+console.log('\nby file:');
+for (const [file, count] of [...byFile].sort((a, b) => b[1] - a[1]).slice(0, Number(n))) console.log(`${((count / total) * 100).toFixed(1).padStart(5)}%  ${file}`);
