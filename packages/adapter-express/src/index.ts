@@ -85,45 +85,63 @@ function enter(state: RequestState, req: Request, res: Response, scope: RequestS
   else runOutsideSession(state.options.factory, () => next());
 }
 
+/** Per-response state of the held writes; the four wrappers are shared by every response. */
+interface Hold {
+  readonly state: RequestState;
+  readonly original: Pick<Response, Write>;
+  readonly held: Array<[Write, unknown[]]>;
+  mode: 'idle' | 'hold' | 'done' | 'discard';
+}
+
+const HOLD = Symbol('sessionlocal.hold');
+type HeldResponse = Response & { [HOLD]: Hold };
+
+const heldWrites = Object.fromEntries(
+  WRITES.map((name) => [
+    name,
+    function heldWrite(this: HeldResponse, ...args: unknown[]): unknown {
+      const hold = this[HOLD];
+      const scope = hold.state.scope;
+      // nothing to hold: no session, one that ends after the response, or one that never queried
+      if (hold.mode === 'idle' && (scope?.finish !== 'before-response' || scope.endIfUntouched())) hold.mode = 'done';
+      if (hold.mode === 'done') return (hold.original[name] as (...a: unknown[]) => unknown).apply(this, args);
+      if (hold.mode === 'discard') return name === 'write' ? true : this;
+      hold.held.push([name, args]);
+      if (hold.mode === 'idle') {
+        hold.mode = 'hold';
+        void release(this, hold, scope!, name === 'writeHead' && typeof args[0] === 'number' ? args[0] : this.statusCode);
+      }
+      return name === 'write' ? false : this;
+    },
+  ]),
+) as Record<Write, (...args: unknown[]) => unknown>;
+
 /**
  * Commit before the status line: the first `writeHead`/`flushHeaders`/`write`/`end` is held
  * (with every call after it) until the scope has ended, then replayed in order, or replaced by
  * the error response when COMMIT failed.
  */
 function holdResponse(res: Response, state: RequestState): void {
-  const original = Object.fromEntries(WRITES.map((name) => [name, res[name]])) as Pick<Response, Write>;
-  const held: Array<[Write, unknown[]]> = [];
-  let mode: 'idle' | 'hold' | 'done' | 'discard' = 'idle';
-  for (const name of WRITES) {
-    (res as unknown as Record<Write, unknown>)[name] = function heldWrite(this: Response, ...args: unknown[]): unknown {
-      const scope = state.scope;
-      if (mode === 'done' || (mode === 'idle' && scope?.finish !== 'before-response')) return (original[name] as (...a: unknown[]) => unknown).apply(this, args);
-      if (mode === 'discard') return name === 'write' ? true : this;
-      held.push([name, args]);
-      if (mode === 'idle') {
-        mode = 'hold';
-        void release(scope!, name === 'writeHead' && typeof args[0] === 'number' ? args[0] : res.statusCode);
-      }
-      return name === 'write' ? false : this;
-    };
-  }
+  (res as HeldResponse)[HOLD] = { state, original: { writeHead: res.writeHead, flushHeaders: res.flushHeaders, write: res.write, end: res.end }, held: [], mode: 'idle' };
+  Object.assign(res, heldWrites);
+}
 
-  async function release(scope: RequestScope, status: number): Promise<void> {
-    const { response } = await scope.end({ status });
-    mode = 'done';
-    if (response && !res.headersSent) {
-      for (const header of res.getHeaderNames()) res.removeHeader(header);
-      res.statusCode = response.status;
-      for (const [header, value] of Object.entries({ ...response.headers, 'content-type': 'application/json; charset=utf-8' })) res.setHeader(header, value);
-      (original.end as (body: string) => Response).call(res, JSON.stringify(response.body));
-      mode = 'discard';
-      return;
-    }
-    let writable = true;
-    for (const [name, args] of held.splice(0)) {
-      const result = (original[name] as (...a: unknown[]) => unknown).apply(res, args);
-      if (name === 'write') writable = result as boolean;
-    }
-    if (writable && !res.writableEnded) res.emit('drain');
+async function release(res: Response, hold: Hold, scope: RequestScope, status: number): Promise<void> {
+  const { original } = hold;
+  const { response } = await scope.end({ status });
+  hold.mode = 'done';
+  if (response && !res.headersSent) {
+    for (const header of res.getHeaderNames()) res.removeHeader(header);
+    res.statusCode = response.status;
+    for (const [header, value] of Object.entries({ ...response.headers, 'content-type': 'application/json; charset=utf-8' })) res.setHeader(header, value);
+    (original.end as (body: string) => Response).call(res, JSON.stringify(response.body));
+    hold.mode = 'discard';
+    return;
   }
+  let writable = true;
+  for (const [name, args] of hold.held.splice(0)) {
+    const result = (original[name] as (...a: unknown[]) => unknown).apply(res, args);
+    if (name === 'write') writable = result as boolean;
+  }
+  if (writable && !res.writableEnded) res.emit('drain');
 }

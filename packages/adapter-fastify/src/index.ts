@@ -48,16 +48,17 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
   });
 
   // Commit before the status line; on a failed COMMIT send the error response instead.
-  fastify.addHook('onSend', async (request, reply, payload) => {
+  fastify.addHook('onSend', (request, reply, payload, next) => {
     const scope = scopes.get(request);
-    if (!scope || scope.finish === 'after-response') return payload;
-    const { response } = await scope.end({ status: reply.statusCode });
-    if (!response) return payload;
-    const stream = payload as { destroy?: () => void } | null;
-    if (typeof stream?.destroy === 'function') stream.destroy();
-    for (const header of Object.keys(reply.getHeaders())) reply.removeHeader(header);
-    reply.code(response.status).headers({ ...response.headers, 'content-type': 'application/json; charset=utf-8' });
-    return JSON.stringify(response.body);
+    if (!scope || scope.finish === 'after-response' || scope.endIfUntouched()) return next(null, payload);
+    scope.end({ status: reply.statusCode }).then(({ response }) => {
+      if (!response) return next(null, payload);
+      const stream = payload as { destroy?: () => void } | null;
+      if (typeof stream?.destroy === 'function') stream.destroy();
+      for (const header of Object.keys(reply.getHeaders())) reply.removeHeader(header);
+      reply.code(response.status).headers({ ...response.headers, 'content-type': 'application/json; charset=utf-8' });
+      next(null, JSON.stringify(response.body));
+    }, next);
   });
 
   done();

@@ -77,7 +77,7 @@ function enter(state: RequestState, ctx: Context, scope: RequestScope | undefine
 
 /** Commit before Koa writes the status line; on a failed COMMIT answer the error response instead. */
 async function finish(ctx: Context, scope: RequestScope | undefined): Promise<void> {
-  if (!scope || scope.finish === 'after-response') return;
+  if (!scope || scope.finish === 'after-response' || scope.endIfUntouched()) return;
   const { response } = await scope.end({ status: ctx.status });
   if (!response) return;
   const body = ctx.body as { destroy?: () => void } | null | undefined;

@@ -74,6 +74,25 @@ export class Session {
     return this.controller.signal;
   }
 
+  /** @internal Whether `signal` was aborted, without creating the signal (hot path of every request). */
+  get abortRequested(): boolean {
+    return this.controller?.signal.aborted === true;
+  }
+
+  /**
+   * @internal Close at once, without a promise, when the session holds nothing: no transaction,
+   * none beginning, no hooks waiting. Equivalent to commit-or-rollback then `close()` (both are
+   * no-ops then). Returns false, doing nothing, otherwise. Lazy sessions that never queried end here.
+   */
+  closeIfUntouched(): boolean {
+    if (this._state !== 'idle' || this.tx || this.beginning || this.closing || this.commitHooks || this.rollbackHooks) return false;
+    this._state = 'closed';
+    this.closing = Promise.resolve();
+    this.controller?.abort(new SessionClosedError(this.id));
+    this.emit('close', { sessionId: this.id });
+    return true;
+  }
+
   /** @internal The connection held by the open transaction, if any. */
   get heldConnection(): PooledConnection | undefined {
     return this.connection;
