@@ -1,5 +1,5 @@
 import { sessionLocal } from '@sessionlocal/adapter-express';
-import { BODY_LIMIT_BYTES, isUnexpected, rejectPrototypeKeys, ShopError, toHttpError, type ShopRuntime } from '@sessionlocal/shop-domain';
+import { BODY_LIMIT_BYTES, decodeUtf8, isUnexpected, rejectPrototypeKeys, ShopError, toHttpError, type ShopRuntime } from '@sessionlocal/shop-domain';
 import express, { type ErrorRequestHandler, type Express, type Request, type Response } from 'express';
 
 /** The shop over Express: routes map HTTP to the domain; the adapter owns the session. */
@@ -8,7 +8,8 @@ export function createApp({ shop, SessionLocal }: ShopRuntime): Express {
   app.disable('x-powered-by');
 
   app.use(sessionLocal({ factory: SessionLocal }));
-  app.use(express.json({ limit: BODY_LIMIT_BYTES, strict: false, reviver: rejectPrototypeKeys }));
+  // `verify` sees the raw bytes: refuse invalid UTF-8 before body-parser decodes it leniently (U+FFFD).
+  app.use(express.json({ limit: BODY_LIMIT_BYTES, strict: false, reviver: rejectPrototypeKeys, verify: strictUtf8 }));
 
   // Opted out: this route has no session at all, so it can never touch the pool.
   app.get('/ping', sessionLocal.route(false), (_req, res) => {
@@ -50,6 +51,11 @@ export function createApp({ shop, SessionLocal }: ShopRuntime): Express {
   return app;
 }
 
+/** Only bodies declared (or defaulted) as UTF-8: body-parser decodes a `charset=utf-16` body itself. */
+function strictUtf8(_req: unknown, _res: unknown, bytes: Buffer, encoding: string): void {
+  if (encoding === 'utf-8') decodeUtf8(bytes);
+}
+
 /** express.json() reads an empty body as `{}`; the shop treats it as no body, like the other apps. */
 function jsonBody(req: Request): unknown {
   return req.get('content-length') === '0' ? undefined : req.body;
@@ -70,6 +76,8 @@ function send(res: Response, { status, headers, body }: ReturnType<typeof toHttp
 function bodyParserError(error: unknown): ShopError | undefined {
   const type = (error as { type?: unknown } | null)?.type;
   if (type === 'entity.parse.failed') return ShopError.malformedJson();
+  // what `strictUtf8` threw, re-thrown by body-parser as a 403 `entity.verify.failed`
+  if (type === 'entity.verify.failed') return ShopError.invalidUtf8();
   if (type === 'entity.too.large') return ShopError.bodyTooLarge();
   return undefined;
 }

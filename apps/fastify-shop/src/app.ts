@@ -1,12 +1,15 @@
 import { fastifySessionLocal } from '@sessionlocal/adapter-fastify';
-import { BODY_LIMIT_BYTES, isUnexpected, ShopError, toHttpError, type ShopRuntime } from '@sessionlocal/shop-domain';
-import Fastify, { type FastifyInstance } from 'fastify';
+import { BODY_LIMIT_BYTES, decodeJsonBody, isUnexpected, ShopError, toHttpError, type ShopRuntime } from '@sessionlocal/shop-domain';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 
 /** The shop over Fastify: routes map HTTP to the domain; the plugin owns the session. */
 export async function createApp({ shop, SessionLocal }: ShopRuntime): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT_BYTES, routerOptions: { ignoreTrailingSlash: true } });
   await app.register(fastifySessionLocal, { factory: SessionLocal });
 
+  // JSON read as bytes and decoded by the domain: strict UTF-8 (Fastify's parser reads invalid bytes as U+FFFD),
+  // prototype keys refused, an empty body is no body. `bodyLimit` still applies (Fastify checks it before parsing).
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, async (_request: FastifyRequest, bytes: Buffer) => decodeJsonBody(bytes));
   // Bodies that are not JSON reach the handlers as `undefined` (the domain answers 400), as in the other apps.
   app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
 
@@ -36,8 +39,6 @@ export async function createApp({ shop, SessionLocal }: ShopRuntime): Promise<Fa
 /** Fastify's own body errors, in the shop's terms. */
 function bodyError(error: unknown): ShopError | undefined {
   const code = (error as { code?: unknown } | null)?.code;
-  if (code === 'FST_ERR_CTP_INVALID_JSON_BODY') return ShopError.malformedJson();
   if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return ShopError.bodyTooLarge();
-  if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return ShopError.bodyNotObject();
   return undefined;
 }

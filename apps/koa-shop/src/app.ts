@@ -1,8 +1,8 @@
-import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import { sessionLocal } from '@sessionlocal/adapter-koa';
 import { BODY_LIMIT_BYTES, isUnexpected, ShopError, toHttpError, type ShopRuntime } from '@sessionlocal/shop-domain';
 import Koa, { type Context, type Next } from 'koa';
+import { jsonBody } from './json-body.js';
 
 /** The shop over Koa: routes map HTTP to the domain; the adapter owns the session. */
 export function createApp({ shop, SessionLocal }: ShopRuntime): Koa {
@@ -17,7 +17,7 @@ export function createApp({ shop, SessionLocal }: ShopRuntime): Koa {
     ctx.body = await shop.health();
   });
   router.post('/items', async (ctx) => {
-    const item = await shop.createItem(jsonBody(ctx));
+    const item = await shop.createItem(ctx.request.body);
     ctx.status = 201;
     ctx.body = item;
   });
@@ -28,7 +28,7 @@ export function createApp({ shop, SessionLocal }: ShopRuntime): Koa {
     ctx.body = await shop.getItem(ctx.params.id);
   });
   router.post('/orders', async (ctx) => {
-    const order = await shop.placeOrder(jsonBody(ctx), ctx.get('x-fail-at'));
+    const order = await shop.placeOrder(ctx.request.body, ctx.get('x-fail-at'));
     ctx.status = 201;
     ctx.body = order;
   });
@@ -47,34 +47,12 @@ export function createApp({ shop, SessionLocal }: ShopRuntime): Koa {
 
   app.use(errors);
   app.use(sessionLocal({ factory: SessionLocal }));
-  app.use(
-    bodyParser({
-      enableTypes: ['json'],
-      jsonLimit: BODY_LIMIT_BYTES,
-      jsonStrict: false,
-      onError: (error) => {
-        throw bodyParserError(error);
-      },
-    }),
-  );
+  app.use(jsonBody(BODY_LIMIT_BYTES));
   app.use(router.routes());
   app.use((ctx) => {
     throw ShopError.routeNotFound(ctx.method, ctx.path);
   });
   return app;
-}
-
-/** co-body's errors, in the shop's terms. */
-function bodyParserError(error: Error): Error {
-  const { status, type } = error as Error & { status?: number; type?: string };
-  if (type === 'entity.too.large') return ShopError.bodyTooLarge();
-  if (error instanceof SyntaxError || status === 400) return ShopError.malformedJson();
-  return error;
-}
-
-/** The parsed JSON body, or undefined when there was none (bodyparser reports an absent or non-JSON body as `{}` or `''`). */
-function jsonBody(ctx: Context): unknown {
-  return ctx.request.rawBody ? ctx.request.body : undefined;
 }
 
 /** Outermost middleware: every error becomes the shop's `{ error, message }` JSON. */

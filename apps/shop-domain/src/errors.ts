@@ -32,6 +32,11 @@ export class ShopError extends Error {
     return new ShopError('invalid_request', 400, 'The request body is not valid JSON.');
   }
 
+  /** The body has bytes that are not UTF-8 (the frameworks would have read them as U+FFFD). */
+  static invalidUtf8(): ShopError {
+    return new ShopError('invalid_request', 400, 'The request body is not valid UTF-8.');
+  }
+
   /** The body is over `BODY_LIMIT_BYTES`. */
   static bodyTooLarge(): ShopError {
     return new ShopError('invalid_request', 413, `The request body is larger than ${BODY_LIMIT_BYTES} bytes.`);

@@ -1,5 +1,6 @@
 export { Shop, InjectedFault, type ShopOptions, type ItemView, type OrderView } from './shop.js';
 export { ShopError, toHttpError, isUnexpected, rejectPrototypeKeys, BODY_LIMIT_BYTES, type ShopErrorCode, type ShopHttpError } from './errors.js';
+export { decodeJsonBody, decodeUtf8 } from './json-body.js';
 export { parseNewItem, parseNewOrder, parseId, parseSleepMs, parseFailAt, FAIL_POINTS, MAX_INT, MAX_SLEEP_MS, type NewItem, type NewOrder, type FailPoint } from './validation.js';
 export { defineModels, type ShopModels, type Item, type Order, type Payment } from './models.js';
 export { migrate, migrations, type MigrateOptions, type MigrationContext, type MigrationFn } from './migrate.js';

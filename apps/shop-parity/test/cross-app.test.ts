@@ -34,6 +34,14 @@ async function script(send: Send): Promise<void> {
   await send('POST', '/items', { json: null });
   await send('POST', '/items', { raw: '{"name":"pen","priceCents":1,"stock":1,"__proto__":{"admin":true}}', headers: { 'content-type': 'application/json' } });
   await send('POST', '/items', { json: { name: 'big', priceCents: 1, stock: 1, padding: 'x'.repeat(1_100_000) } });
+  // bytes that are not UTF-8 (a stray 0xFF, an overlong '/', a lone surrogate) are refused, not read as U+FFFD
+  for (const bad of [[0xff, 0xfe, 0xc3, 0x28], [0xc0, 0xaf], [0xed, 0xa0, 0x80]]) {
+    await send('POST', '/items', { raw: utf8Body('{"name":"', bad, '","priceCents":1,"stock":1}'), headers: { 'content-type': 'application/json; charset=utf-8' } });
+  }
+  await send('POST', '/items', { raw: utf8Body('{"name":"', [0xff], '","priceCents":1,"stock":1}'), headers: { 'content-type': 'application/json' } });
+  await send('POST', '/items', { raw: utf8Body('', [0xef, 0xbb, 0xbf], '{"name":"","priceCents":1,"stock":1}'), headers: { 'content-type': 'application/json' } });
+  await send('POST', '/items', { raw: '{"name":"pen","priceCents":1,"stock":1,"constructor":{"prototype":{"admin":true}}}', headers: { 'content-type': 'application/json' } });
+  await send('POST', '/items', { json: { name: 'Füller ✒️ 万年筆', priceCents: 990, stock: 1 } });
   await send('GET', '/items');
   await send('GET', '/items/');
   await send('GET', `/items/${pen.id}`);
@@ -47,6 +55,7 @@ async function script(send: Send): Promise<void> {
   await send('POST', '/orders', { json: { itemId: pen.id, quantity: 1001 } });
   await send('POST', '/orders', { json: { itemId: pen.id } });
   await send('POST', '/orders', { raw: '[', headers: { 'content-type': 'application/json' } });
+  await send('POST', '/orders', { raw: utf8Body(`{"itemId":${pen.id},"quantity":1,"note":"`, [0xff], '"}'), headers: { 'content-type': 'application/json' } });
   for (const point of ['after-stock', 'after-order', 'after-payment', 'commit', 'bogus']) {
     await send('POST', '/orders', { json: { itemId: lamp.id, quantity: 1 }, headers: { 'x-fail-at': point } });
   }
@@ -64,6 +73,11 @@ async function script(send: Send): Promise<void> {
   await send('GET', '/no/such/route');
   await send('GET', '/no/such/route?with=query');
   await send('PUT', '/items/1', { json: {} });
+}
+
+/** `before`, the raw bytes, then `after`: for bodies that are not valid UTF-8. */
+function utf8Body(before: string, bytes: number[], after: string): Uint8Array {
+  return Buffer.concat([Buffer.from(before), Buffer.from(bytes), Buffer.from(after)]);
 }
 
 /** Values that legitimately differ between runs: random payment ids and pool counters. */
@@ -112,6 +126,8 @@ describe('the three apps answer the same script identically', () => {
     const statuses = new Set(express!.map((s) => s.status));
     expect([...statuses].sort()).toEqual([200, 201, 400, 404, 409, 413, 500]);
     expect(express!.every((s) => s.contentType === 'application/json')).toBe(true);
+    // the bodies that are not UTF-8 were refused, not accepted with U+FFFD in a stored name
+    expect(express!.filter((s) => (s.body as { message?: string }).message === 'The request body is not valid UTF-8.')).toHaveLength(5);
     expect(koa).toEqual(express);
     expect(fastify).toEqual(express);
   });

@@ -9,8 +9,8 @@ export interface Reply {
 export interface CallOptions {
   /** Sent as JSON (`content-type: application/json`). */
   json?: unknown;
-  /** Sent verbatim; set `content-type` in `headers` yourself. */
-  raw?: string;
+  /** Sent verbatim (bytes too, for bodies that are not valid UTF-8); set `content-type` in `headers` yourself. */
+  raw?: string | Uint8Array;
   headers?: Record<string, string>;
   signal?: AbortSignal;
   timeoutMs?: number;
@@ -19,7 +19,7 @@ export interface CallOptions {
 /** One HTTP request; the body is parsed as JSON when the response says it is JSON. */
 export async function call(base: string, method: string, path: string, options: CallOptions = {}): Promise<Reply> {
   const headers: Record<string, string> = { ...options.headers };
-  let body: string | undefined;
+  let body: string | Uint8Array | undefined;
   if (options.json !== undefined) {
     headers['content-type'] ??= 'application/json';
     body = JSON.stringify(options.json);

@@ -115,6 +115,25 @@ export function shopContractSuite(app: AppName): void {
       }
     });
 
+    it('refuses a JSON body with invalid UTF-8 with 400 invalid_request: nothing stored, no session committed, connection released', async () => {
+      const item = await newItem(3);
+      const before = { stats: await stats(), item: await snapshot(db.url, item.id), items: await sql<{ n: string }>(db.url, 'SELECT count(*) AS n FROM items') };
+      for (const [path, start] of [['/items', '{"name":"'], ['/orders', `{"itemId":${item.id},"quantity":1,"name":"`]] as const) {
+        // 0xFF 0xFE can never appear in UTF-8; 0xC3 0x28 is a lead byte without its continuation
+        const raw = Buffer.concat([Buffer.from(start), Buffer.from([0xff, 0xfe, 0xc3, 0x28]), Buffer.from('","priceCents":1,"stock":1}')]);
+        const reply = await req('POST', path, { raw, headers: { 'content-type': 'application/json; charset=utf-8' } });
+        expect(reply.status, path).toBe(400);
+        expect(reply.body).toEqual({ error: 'invalid_request', message: 'The request body is not valid UTF-8.' });
+      }
+      expect(await snapshot(db.url, item.id)).toEqual(before.item);
+      expect(await sql(db.url, 'SELECT count(*) AS n FROM items')).toEqual(before.items);
+      const after = await stats();
+      expect(after.sessions.committed).toBe(before.stats.sessions.committed);
+      expect(after.sessions.open).toBe(0);
+      expect(after.pool.inUse).toBe(0);
+      expect(await idleInTransaction(db.url)).toBe(0);
+    });
+
     it('answers 404 not_found for unknown items and 400 for ids that are not positive integers', async () => {
       expect(await req('GET', '/items/999999')).toMatchObject({ status: 404, body: error('not_found') });
       for (const id of ['abc', '0', '-1', '1.5', '1e3', '99999999999']) {
