@@ -5,6 +5,7 @@ import { optionsFromEnv, parseDatabaseUrl, resolveEngineOptions, type EngineOpti
 import { EngineDisposedError, PoolTimeoutError } from './errors.js';
 import { redact, scrubError } from './redact.js';
 import { createScopeStorage, type ScopeStorage } from './scope.js';
+import { SessionClient } from './pipelined-begin.js';
 import { scopedSequelizeClass } from './scoped-sequelize.js';
 import type { Session } from './session.js';
 
@@ -14,6 +15,8 @@ export interface PooledConnection extends pg.Client {
   _invalid?: boolean;
   _ending?: boolean;
   queryType?: 'read' | 'write';
+  /** BEGIN to send in the same pipeline as the next statement (see `SessionClient`). */
+  beginWithNext?: string;
 }
 
 /** What `engine.stats()` reports. */
@@ -184,15 +187,7 @@ export class Engine {
  * otherwise emit an unhandled 'error' and crash the process. The client is marked invalid, so the
  * pool's `validate` refuses it and Sequelize's listener (once attached) destroys it.
  */
-class GuardedClient extends pg.Client {
-  constructor(config?: string | pg.ClientConfig) {
-    super(config);
-    this.on('error', () => {
-      (this as PooledConnection)._invalid = true;
-    });
-  }
-}
-const guardedPg = Object.assign(Object.create(pg) as typeof pg, { Client: GuardedClient });
+const guardedPg = Object.assign(Object.create(pg) as typeof pg, { Client: SessionClient });
 
 function connectionFields(url: ParsedUrl) {
   return { host: url.host, port: url.port, database: url.database, username: url.username, password: url.password };

@@ -242,12 +242,18 @@ export class Session {
         if (text && options?.type === 'SELECT' && options.bind === undefined) {
           send = `${pending}; ${text}`;
         } else {
+          // sent with the statement as one pipeline (one Sync) when it has parameters, else first
           this.engine.log(pending);
-          await connection.query(pending);
+          connection.beginWithNext = pending;
         }
       }
       try {
-        const result = await task(send);
+        const result = await task(send).finally(() => {
+          // not consumed (nothing reached the connection): BEGIN is still to be sent
+          if (connection.beginWithNext === undefined) return;
+          connection.beginWithNext = undefined;
+          this.pendingBegin = pending;
+        });
         if (recovering) {
           this.failure = undefined;
           this._state = 'active';

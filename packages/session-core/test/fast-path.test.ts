@@ -1,6 +1,7 @@
 import { QueryTypes } from 'sequelize';
 import { describe, expect, it, beforeAll } from 'vitest';
 import { TransactionAbortedError, createEngine, sessionmaker, type Engine, type SessionFactory } from '../src/index.js';
+import { SessionClient } from '../src/pipelined-begin.js';
 import { useDatabase } from './support.js';
 import { defineModels, type Models } from './models.js';
 
@@ -57,15 +58,60 @@ describe('BEGIN rides on the first plain SELECT (one round trip saved, same sema
     await expect(SessionLocal.begin(() => select('SELECT 1 AS one'))).resolves.toEqual([{ one: 1 }]);
   });
 
-  it('a write as first statement sends BEGIN on its own first', async () => {
-    sent.length = 0;
-    await SessionLocal.begin(async () => {
-      await m.Author.create({ name: 'Pratchett' });
+  it('a parameterised write as first statement carries BEGIN in the same pipeline: one round trip, same transaction', async () => {
+    const roundTrips = await countRoundTrips(async () => {
+      const session = SessionLocal();
+      const author = await session.run(() => m.Author.create({ name: 'Pratchett' }));
+      expect(author.get('id')).toEqual(expect.any(Number));
+      const [rows] = (await session.run(() => engine.sequelize.query("SELECT count(*)::int AS n, current_setting('transaction_isolation') AS iso, txid_current_if_assigned() IS NOT NULL AS in_tx FROM \"Authors\" WHERE name = 'Pratchett'"))) as [Array<Record<string, unknown>>, unknown];
+      expect(rows[0]).toEqual({ n: 1, iso: 'read committed', in_tx: true });
+      await session.rollback();
+      await session.close();
     });
-    expect(sent[0]).toBe('BEGIN');
-    expect(sent[1]).toMatch(/^INSERT INTO "Authors"/);
-    expect(sent.at(-1)).toBe('COMMIT');
-    await engine.autocommit(() => m.Author.destroy({ where: { name: 'Pratchett' } }));
+    expect(roundTrips).toBe(3); // BEGIN+INSERT, SELECT, ROLLBACK
+    await expect(engine.autocommit(() => m.Author.count({ where: { name: 'Pratchett' } }))).resolves.toBe(0);
+  });
+
+  it('a first write without parameters waits for BEGIN on its own, and still runs inside the transaction', async () => {
+    const roundTrips = await countRoundTrips(() =>
+      SessionLocal.begin(async (session) => {
+        sent.length = 0;
+        await engine.sequelize.query(`INSERT INTO "Authors" (name) VALUES ('Gaiman')`);
+        await session.rollback();
+      }),
+    );
+    expect(sent).toEqual(['BEGIN', `INSERT INTO "Authors" (name) VALUES ('Gaiman')`, 'ROLLBACK']);
+    expect(roundTrips).toBe(3);
+    await expect(engine.autocommit(() => m.Author.count({ where: { name: 'Gaiman' } }))).resolves.toBe(0);
+  });
+
+  it('a failing pipelined first write leaves the transaction aborted (rule 7), and the connection comes back clean', async () => {
+    const session = SessionLocal();
+    await session.run(async () => {
+      await expect(m.Author.create({ name: 'Tolkien' })).rejects.toThrow(/unique|Validation/i);
+      await expect(select('SELECT 1 AS one')).rejects.toBeInstanceOf(TransactionAbortedError);
+    });
+    await session.close();
+    await expect(SessionLocal.begin(() => select('SELECT 1 AS one'))).resolves.toEqual([{ one: 1 }]);
+  });
+
+  it('if the pipelined BEGIN fails, the server skips the statement: it never runs outside a transaction', async () => {
+    const client = new SessionClient({ connectionString: h.db.url });
+    await client.connect();
+    try {
+      await client.query('CREATE TEMP TABLE pipelined (n int)');
+      client.beginWithNext = 'BEGIN ISOLATION LEVEL NONSENSE';
+      await expect(client.query('INSERT INTO pipelined VALUES ($1)', [1])).rejects.toThrow(/syntax error/);
+      expect(client.getTransactionStatus()).toBe('I');
+      client.beginWithNext = 'BEGIN';
+      const inserted = await client.query('INSERT INTO pipelined VALUES ($1) RETURNING n', [2]);
+      expect(inserted.rows).toEqual([{ n: 2 }]); // the statement's own result, not BEGIN's
+      expect(client.getTransactionStatus()).toBe('T');
+      await client.query('ROLLBACK');
+      expect((await client.query('SELECT count(*)::int AS n FROM pipelined')).rows).toEqual([{ n: 0 }]);
+    } finally {
+      await client.end();
+    }
   });
 
   it('explicit begin() and transaction() send BEGIN at once', async () => {
@@ -86,3 +132,20 @@ describe('BEGIN rides on the first plain SELECT (one round trip saved, same sema
     expect(sent.join('\n')).not.toContain("o'brien");
   });
 });
+
+/** Round trips (ReadyForQuery messages) on the engine's one pooled connection while `fn` runs. */
+async function countRoundTrips(fn: () => Promise<unknown>): Promise<number> {
+  const probe = SessionLocal();
+  await probe.begin();
+  const client = probe.heldConnection as unknown as { connection: NodeJS.EventEmitter };
+  await probe.close();
+  let n = 0;
+  const count = () => n++;
+  client.connection.on('readyForQuery', count);
+  try {
+    await fn();
+  } finally {
+    client.connection.off('readyForQuery', count);
+  }
+  return n;
+}
