@@ -207,8 +207,9 @@ async function runTs(block: Block, tsPath: string, databaseUrl: string): Promise
         body: request.body === undefined ? undefined : JSON.stringify(request.body),
       });
       const text = await response.text();
-      if (response.status !== request.status) {
-        throw new Error(`${where(block)}: ${request.method} ${request.path} answered ${response.status}, expected ${request.status}: ${text.slice(0, 500)}`);
+      if (response.status !== request.status || (request.contains !== undefined && !text.includes(request.contains))) {
+        const expected = `${request.status}${request.contains === undefined ? '' : ` with ${request.contains}`}`;
+        throw new Error(`${where(block)}: ${request.method} ${request.path} answered ${response.status}, expected ${expected}: ${text.slice(0, 500)}`);
       }
     }
   } catch (error) {

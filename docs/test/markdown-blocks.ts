@@ -16,7 +16,8 @@ export interface Block {
 
 /**
  * How a block is executed. `<!-- run -->`: a script that must exit 0. `<!-- run server: GET /x -> 200; ... -->`:
- * a program that prints its `http://` URL, gets the listed requests, must answer with those statuses and
+ * a program that prints its `http://` URL, gets the listed requests, must answer with those statuses (and
+ * bodies containing the text after `~`, if given) and
  * is then stopped. `<!-- run vitest -->`: a vitest test file. `user=NAME password=SECRET` connects it as
  * that role instead of the administrator.
  */
@@ -31,6 +32,8 @@ export interface ScriptedRequest {
   path: string;
   body: unknown;
   status: number;
+  /** Text the response body must contain (`-> 200 ~ TEXT`). */
+  contains: string | undefined;
 }
 
 /** Languages that are not code: shown to the reader, checked by nobody. */
@@ -80,9 +83,9 @@ function parseRunMarker(text: string, where: string): RunMarker {
   const marker: RunMarker = { mode, requests: [] };
   if (options.user) marker.user = { name: options.user, password: options.password ?? '' };
   for (const spec of (requestList ?? '').split(';').map((s) => s.trim()).filter(Boolean)) {
-    const m = /^(GET|POST|PUT|PATCH|DELETE)\s+(\S+)\s*(.*?)\s*->\s*(\d{3})$/.exec(spec);
-    if (!m) throw new Error(`${where}: cannot read the request "${spec}" (expected: METHOD /path [JSON] -> STATUS)`);
-    marker.requests.push({ method: m[1]!, path: m[2]!, body: m[3] ? JSON.parse(m[3]) : undefined, status: Number(m[4]) });
+    const m = /^(GET|POST|PUT|PATCH|DELETE)\s+(\S+)\s*(.*?)\s*->\s*(\d{3})(?:\s+~\s*(.+))?$/.exec(spec);
+    if (!m) throw new Error(`${where}: cannot read the request "${spec}" (expected: METHOD /path [JSON] -> STATUS [~ TEXT])`);
+    marker.requests.push({ method: m[1]!, path: m[2]!, body: m[3] ? JSON.parse(m[3]) : undefined, status: Number(m[4]), contains: m[5] });
   }
   if (mode === 'server' && marker.requests.length === 0) throw new Error(`${where}: a server block needs at least one request`);
   return marker;
