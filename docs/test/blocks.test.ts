@@ -136,6 +136,18 @@ describe('documentation code blocks', () => {
     expect(problems).toEqual([]);
   });
 
+  it('relative links point to files that exist', () => {
+    const problems: string[] = [];
+    for (const path of sources) {
+      const text = readFileSync(path, 'utf8').replace(/^(`{3,}|~{3,})[^\n]*\n[\s\S]*?^\1\s*$/gm, '');
+      for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z]+:/i.test(target!) || target!.startsWith('#')) continue;
+        if (!existsSync(resolve(dirname(path), target!.split('#')[0]!))) problems.push(`${relative(root, path)}: broken link ${target}`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
   const runnable = docs.filter((doc) => doc.blocks.some((b) => b.run || b.lang === 'sql'));
   it.each(runnable.map((doc) => [doc.file, doc] as const))('run: the sql and runnable ts blocks of %s succeed against a real database', async (_file, doc) => {
     await runDoc(doc);
