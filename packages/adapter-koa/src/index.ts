@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import type { Context, Middleware, Next } from 'koa';
 import {
   checkRequestSessionOptions,
@@ -77,7 +78,13 @@ function enter(state: RequestState, ctx: Context, scope: RequestScope | undefine
 
 /** Commit before Koa writes the status line; on a failed COMMIT answer the error response instead. */
 async function finish(ctx: Context, scope: RequestScope | undefined): Promise<void> {
-  if (!scope || scope.finish === 'after-response' || scope.endIfUntouched()) return;
+  if (!scope) return;
+  // Koa pipes the body after this middleware returned: keep the stream's reads in the session
+  if (scope.finish === 'after-response') {
+    if (ctx.body instanceof Readable) scope.bindReads(ctx.body);
+    return;
+  }
+  if (scope.endIfUntouched()) return;
   const { response } = await scope.end({ status: ctx.status });
   if (!response) return;
   const body = ctx.body as { destroy?: () => void } | null | undefined;

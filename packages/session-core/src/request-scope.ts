@@ -99,6 +99,22 @@ export class RequestScope {
     return this;
   }
 
+  /**
+   * Run a response body stream's reads in this scope. For frameworks that pipe the body after
+   * the middleware chain returned (Koa), where code producing the stream (an async generator
+   * querying as it goes) would otherwise run outside the request's session.
+   */
+  bindReads<S extends object>(stream: S): S {
+    const target = stream as S & { _read?: (size: number) => void };
+    const read = target._read;
+    if (typeof read !== 'function') return stream;
+    const scope = this;
+    target._read = function readInScope(this: unknown, size: number): void {
+      scope.run(() => read.call(this, size));
+    };
+    return stream;
+  }
+
   /** The client went away: abort `session.signal` now; `end()` will roll back. */
   abort(reason: unknown = new Error('client disconnected')): void {
     this.session.abort(reason);

@@ -74,9 +74,16 @@ export function resolveSessionOptions(options: SessionOptions | undefined, base?
     expireOnCommit: o.expireOnCommit ?? base?.expireOnCommit ?? false,
     isolationLevel: o.isolationLevel !== undefined ? checkIsolationLevel(o.isolationLevel) : base?.isolationLevel,
     readOnly: o.readOnly ?? base?.readOnly ?? false,
-    settings: o.settings !== undefined ? checkSettings(o.settings) : base?.settings,
+    // merged per name: a request's tenant id must not drop the factory's statement_timeout
+    settings: o.settings !== undefined ? mergeSettings(base?.settings, checkSettings(o.settings)) : base?.settings,
     leakWarningMs: o.leakWarningMs ?? base?.leakWarningMs,
   };
+}
+
+function mergeSettings(base: Record<string, string> | undefined, own: Record<string, string> | undefined): Record<string, string> | undefined {
+  if (!base) return own;
+  if (!own) return base;
+  return { ...base, ...own };
 }
 
 /**

@@ -33,10 +33,11 @@ describe('rule 10: transaction-local settings', () => {
     expect(after.t ?? '').toBe('');
   });
 
-  it('factory settings can be overridden per session', async () => {
-    const Tenanted = sessionmaker(h.engine, { settings: { 'app.tenant_id': '1' } });
+  it('factory settings can be overridden per session, name by name (the others are kept)', async () => {
+    const Tenanted = sessionmaker(h.engine, { settings: { 'app.tenant_id': '1', statement_timeout: '1500' } });
     expect(await Tenanted.begin(() => setting('app.tenant_id'))).toBe('1');
-    expect(await Tenanted.begin(() => setting('app.tenant_id'), { settings: { 'app.tenant_id': '2' } })).toBe('2');
+    const both = () => Promise.all([setting('app.tenant_id'), setting('statement_timeout'), setting('app.user')]);
+    expect(await Tenanted.begin(both, { settings: { 'app.tenant_id': '2', 'app.user': 'ada' } })).toEqual(['2', '1500ms', 'ada']);
   });
 
   it.each([['x; drop table'], ['app.tenant id'], [''], ['a.b.c'], ['1abc']])('rejects the setting name %j with a ConfigError naming it', (name) => {

@@ -526,8 +526,9 @@ function afterResponseScenarios(): Scenario[] {
         yield Buffer.from('first\n');
         await gate;
         try {
-          const [row] = await explicitSql<{ n: number }>(db, `SELECT count(*)::int AS n FROM conf_items WHERE label = '${label(ctx)}'`);
-          yield Buffer.from(`second ${row!.n}\n`);
+          // implicit: the stream's code runs in the request's session, so it sees the uncommitted row
+          const [row] = await sql<{ n: number }>(db.factory, `SELECT count(*)::int AS n FROM conf_items WHERE label = '${label(ctx)}'`);
+          yield Buffer.from(`second ${row!.n} ${db.factory.currentOrUndefined() === db}\n`);
         } catch (error) {
           seen.late = error; // the client went away: the session was closed under the stream
         }
@@ -553,7 +554,7 @@ function afterResponseScenarios(): Scenario[] {
         expect(await t.fx.count('conf_items', name)).toBe(0);
         gate.resolve();
         const rest = await readBody(res);
-        expect(rest).toBe('second 1\n');
+        expect(rest).toBe('second 1 true\n');
         await until(async () => (await t.fx.count('conf_items', name)) === 1, 'commit after the stream ended');
         await until(() => seen.db?.state === 'closed', 'session closed');
       },
