@@ -45,6 +45,7 @@ type Write = (typeof WRITES)[number];
  */
 export function sessionLocal(options: SessionLocalOptions): RequestHandler {
   checkRequestSessionOptions(options);
+  const holdResponse = responseHolder();
   return function sessionLocalMiddleware(req: Request, res: Response, next: NextFunction): void {
     const state: RequestState = { options, scope: undefined };
     (req as Request & { [STATE]?: RequestState })[STATE] = state;
@@ -85,7 +86,7 @@ function enter(state: RequestState, req: Request, res: Response, scope: RequestS
   else runOutsideSession(state.options.factory, () => next());
 }
 
-/** Per-response state of the held writes; the four wrappers are shared by every response. */
+/** Per-response state of the held writes. */
 interface Hold {
   readonly state: RequestState;
   readonly original: Pick<Response, Write>;
@@ -93,37 +94,38 @@ interface Hold {
   mode: 'idle' | 'hold' | 'done' | 'discard';
 }
 
-const HOLD = Symbol('sessionlocal.hold');
-type HeldResponse = Response & { [HOLD]: Hold };
-
-const heldWrites = Object.fromEntries(
-  WRITES.map((name) => [
-    name,
-    function heldWrite(this: HeldResponse, ...args: unknown[]): unknown {
-      const hold = this[HOLD];
-      const scope = hold.state.scope;
-      // nothing to hold: no session, one that ends after the response, or one that never queried
-      if (hold.mode === 'idle' && (scope?.finish !== 'before-response' || scope.endIfUntouched())) hold.mode = 'done';
-      if (hold.mode === 'done') return (hold.original[name] as (...a: unknown[]) => unknown).apply(this, args);
-      if (hold.mode === 'discard') return name === 'write' ? true : this;
-      hold.held.push([name, args]);
-      if (hold.mode === 'idle') {
-        hold.mode = 'hold';
-        void release(this, hold, scope!, name === 'writeHead' && typeof args[0] === 'number' ? args[0] : this.statusCode);
-      }
-      return name === 'write' ? false : this;
-    },
-  ]),
-) as Record<Write, (...args: unknown[]) => unknown>;
-
 /**
  * Commit before the status line: the first `writeHead`/`flushHeaders`/`write`/`end` is held
  * (with every call after it) until the scope has ended, then replayed in order, or replaced by
- * the error response when COMMIT failed.
+ * the error response when COMMIT failed. One set of wrappers per middleware (not per response),
+ * under its own key, so that two `sessionLocal` middlewares (two engines) chain.
  */
-function holdResponse(res: Response, state: RequestState): void {
-  (res as HeldResponse)[HOLD] = { state, original: { writeHead: res.writeHead, flushHeaders: res.flushHeaders, write: res.write, end: res.end }, held: [], mode: 'idle' };
-  Object.assign(res, heldWrites);
+function responseHolder(): (res: Response, state: RequestState) => void {
+  const HOLD = Symbol('sessionlocal.hold');
+  type HeldResponse = Response & { [HOLD]: Hold };
+  const wrappers = Object.fromEntries(
+    WRITES.map((name) => [
+      name,
+      function heldWrite(this: HeldResponse, ...args: unknown[]): unknown {
+        const hold = this[HOLD];
+        const scope = hold.state.scope;
+        // nothing to hold: no session, one that ends after the response, or one that never queried
+        if (hold.mode === 'idle' && (scope?.finish !== 'before-response' || scope.endIfUntouched())) hold.mode = 'done';
+        if (hold.mode === 'done') return (hold.original[name] as (...a: unknown[]) => unknown).apply(this, args);
+        if (hold.mode === 'discard') return name === 'write' ? true : this;
+        hold.held.push([name, args]);
+        if (hold.mode === 'idle') {
+          hold.mode = 'hold';
+          void release(this, hold, scope!, name === 'writeHead' && typeof args[0] === 'number' ? args[0] : this.statusCode);
+        }
+        return name === 'write' ? false : this;
+      },
+    ]),
+  );
+  return (res, state) => {
+    (res as HeldResponse)[HOLD] = { state, original: { writeHead: res.writeHead, flushHeaders: res.flushHeaders, write: res.write, end: res.end }, held: [], mode: 'idle' };
+    Object.assign(res, wrappers);
+  };
 }
 
 async function release(res: Response, hold: Hold, scope: RequestScope, status: number): Promise<void> {

@@ -153,6 +153,7 @@ export class RequestScope {
 
   private async endNow(outcome: RequestOutcome): Promise<RequestResult> {
     const session = this.session;
+    session.seal();
     try {
       const error = outcome.error ?? this.failure;
       if (error !== undefined) return { committed: false, error };

@@ -49,6 +49,8 @@ export class Session {
   private leakTimer: NodeJS.Timeout | undefined;
   private readonly openedStack: string | undefined;
   private closing: Promise<void> | undefined;
+  /** Ending (a request scope is committing or rolling back): new statements are refused. */
+  private sealed = false;
 
   constructor(engine: Engine, factory: SessionFactory, options: ResolvedSessionOptions) {
     this.id = nextId++;
@@ -126,7 +128,7 @@ export class Session {
    * is not sent on its own: it is prefixed to the first statement (one round trip saved).
    */
   transactionForStatement(): Promise<Transaction> {
-    if (this._state === 'closed') return Promise.reject(new SessionClosedError(this.id));
+    if (this._state === 'closed' || this.sealed) return Promise.reject(new SessionClosedError(this.id));
     if (this.tx) return Promise.resolve(this.tx);
     this.beginning ??= this.open().finally(() => {
       this.beginning = undefined;
@@ -211,6 +213,15 @@ export class Session {
     return instance.reload({ transaction: await this.transaction() });
   }
 
+  /**
+   * @internal The owner is ending the session (commit or rollback, then close): statements that
+   * arrive from now on throw `SessionClosedError` instead of racing COMMIT or opening a new
+   * transaction that close() would silently roll back. Statements already queued still run first.
+   */
+  seal(): void {
+    this.sealed = true;
+  }
+
   /** @internal Abort the session's signal (client disconnected); the owner closes it when the handler settles. */
   abort(reason?: unknown): void {
     this.controller ??= new AbortController();
@@ -229,6 +240,7 @@ export class Session {
    * all-or-nothing: if BEGIN fails, the SELECT is not run.
    */
   runStatement<T>(sql: unknown, options: { type?: unknown; bind?: unknown } | undefined, task: (sql: unknown) => Promise<T>): Promise<T> {
+    if (this.sealed) return Promise.reject(new SessionClosedError(this.id));
     const connection = this.connection;
     if (!connection) return task(sql);
     return serial(connection, async () => {

@@ -70,3 +70,19 @@ describe('RequestScope: the lazy request costs nothing', () => {
     });
   });
 });
+
+describe('RequestScope: the end is the end', () => {
+  it('a statement issued once the request started ending throws SessionClosedError and is never run', async () => {
+    const SessionLocal = sessionmaker(h.engine);
+    await h.engine.autocommit(() => h.engine.sequelize.query('CREATE TABLE IF NOT EXISTS late_writes (label text)'));
+    const scope = openRequestScope({ factory: SessionLocal }, {})!;
+    await scope.run(() => h.engine.sequelize.query(`INSERT INTO late_writes VALUES ('in time')`));
+    const ending = scope.end({ status: 200 }); // e.g. the first byte of a streamed response
+    const late = scope.run(() => h.engine.sequelize.query(`INSERT INTO late_writes VALUES ('too late')`));
+    await expect(late).rejects.toMatchObject({ code: 'SESSION_CLOSED' });
+    await expect(scope.session.transaction()).rejects.toMatchObject({ code: 'SESSION_CLOSED' });
+    expect(await ending).toEqual({ committed: true });
+    const [rows] = (await h.engine.autocommit(() => h.engine.sequelize.query('SELECT label FROM late_writes ORDER BY label'))) as [unknown[], unknown];
+    expect(rows).toEqual([{ label: 'in time' }]);
+  });
+});

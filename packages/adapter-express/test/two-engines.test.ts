@@ -1,0 +1,55 @@
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createEngine, sessionmaker, type Engine } from '@sessionlocal/session-core';
+import { createTestDatabase, type TestDatabase } from '@sessionlocal/session-core/testing';
+import { sessionLocal } from '../src/index.js';
+
+let db: TestDatabase;
+let first: Engine;
+let second: Engine;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  first = createEngine(db.url, { pool: { max: 2 } });
+  second = createEngine(db.url, { pool: { max: 2 } });
+  await first.autocommit(() => first.sequelize.query('CREATE TABLE written (engine text)'));
+});
+
+afterAll(async () => {
+  await first?.dispose();
+  await second?.dispose();
+  await db?.drop();
+});
+
+it('two sessionLocal middlewares (two engines) chain: both commit before the response, each in its own session', async () => {
+  const First = sessionmaker(first);
+  const Second = sessionmaker(second);
+  const app = express();
+  app.use(sessionLocal({ factory: First }), sessionLocal({ factory: Second }));
+  app.post('/both', async (_req, res) => {
+    await first.sequelize.query(`INSERT INTO written VALUES ('first')`);
+    await second.sequelize.query(`INSERT INTO written VALUES ('second')`);
+    const [[a], [b]] = await Promise.all([first.sequelize.query('SELECT pg_backend_pid() AS pid'), second.sequelize.query('SELECT pg_backend_pid() AS pid')]);
+    res.status(201).json({ distinct: (a as { pid: number }[])[0]!.pid !== (b as { pid: number }[])[0]!.pid });
+  });
+  app.get('/none', (_req, res) => {
+    res.json({ ok: true });
+  });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    const both = await fetch(`${base}/both`, { method: 'POST' });
+    expect(both.status).toBe(201);
+    expect(await both.json()).toEqual({ distinct: true });
+    const none = await fetch(`${base}/none`);
+    expect(await none.json()).toEqual({ ok: true });
+    const [rows] = await first.autocommit(() => first.sequelize.query('SELECT engine FROM written ORDER BY engine'));
+    expect(rows).toEqual([{ engine: 'first' }, { engine: 'second' }]);
+    expect(first.stats().pool.inUse + second.stats().pool.inUse).toBe(0);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
