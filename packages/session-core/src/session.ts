@@ -260,12 +260,16 @@ export class Session {
         }
       }
       try {
-        const result = await task(send).finally(() => {
+        let result: T;
+        try {
+          result = await task(send);
+        } finally {
           // not consumed (nothing reached the connection): BEGIN is still to be sent
-          if (connection.beginWithNext === undefined) return;
-          connection.beginWithNext = undefined;
-          this.pendingBegin = pending;
-        });
+          if (connection.beginWithNext !== undefined) {
+            connection.beginWithNext = undefined;
+            this.pendingBegin = pending;
+          }
+        }
         if (recovering) {
           this.failure = undefined;
           this._state = 'active';
