@@ -90,7 +90,7 @@ function enter(state: RequestState, req: Request, res: Response, scope: RequestS
 interface Hold {
   readonly state: RequestState;
   readonly original: Pick<Response, Write>;
-  readonly held: Array<[Write, unknown[]]>;
+  held: Array<[Write, unknown[]]> | undefined;
   mode: 'idle' | 'hold' | 'done' | 'discard';
 }
 
@@ -113,7 +113,7 @@ function responseHolder(): (res: Response, state: RequestState) => void {
         if (hold.mode === 'idle' && (scope?.finish !== 'before-response' || scope.endIfUntouched())) hold.mode = 'done';
         if (hold.mode === 'done') return (hold.original[name] as (...a: unknown[]) => unknown).apply(this, args);
         if (hold.mode === 'discard') return name === 'write' ? true : this;
-        hold.held.push([name, args]);
+        (hold.held ??= []).push([name, args]);
         if (hold.mode === 'idle') {
           hold.mode = 'hold';
           void release(this, hold, scope!, name === 'writeHead' && typeof args[0] === 'number' ? args[0] : this.statusCode);
@@ -123,7 +123,7 @@ function responseHolder(): (res: Response, state: RequestState) => void {
     ]),
   );
   return (res, state) => {
-    (res as HeldResponse)[HOLD] = { state, original: { writeHead: res.writeHead, flushHeaders: res.flushHeaders, write: res.write, end: res.end }, held: [], mode: 'idle' };
+    (res as HeldResponse)[HOLD] = { state, original: { writeHead: res.writeHead, flushHeaders: res.flushHeaders, write: res.write, end: res.end }, held: undefined, mode: 'idle' };
     Object.assign(res, wrappers);
   };
 }
@@ -141,7 +141,9 @@ async function release(res: Response, hold: Hold, scope: RequestScope, status: n
     return;
   }
   let writable = true;
-  for (const [name, args] of hold.held.splice(0)) {
+  const held = hold.held ?? [];
+  hold.held = undefined;
+  for (const [name, args] of held) {
     const result = (original[name] as (...a: unknown[]) => unknown).apply(res, args);
     if (name === 'write') writable = result as boolean;
   }

@@ -34,9 +34,11 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
     scope.run(next);
   });
 
-  // The content-type parser continues from the request stream's events: re-enter after it.
+  // The content-type parser continues from the request stream's events: re-enter after it
+  // (a request without a body was never parsed, so it never left the scope).
   fastify.addHook('preValidation', (request, _reply, next) => {
-    const scope = scopes.get(request);
+    const parsed = request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined;
+    const scope = parsed ? scopes.get(request) : undefined;
     if (scope) scope.run(next);
     else next();
   });

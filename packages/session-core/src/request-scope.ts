@@ -28,6 +28,7 @@ export type RouteSessionOptions<Req> = false | Partial<Omit<RequestSessionOption
 export interface ResponseLike {
   readonly statusCode: number;
   readonly writableFinished: boolean;
+  on(event: 'close', listener: () => void): unknown;
   once(event: 'close' | 'finish', listener: () => void): unknown;
 }
 
@@ -86,7 +87,9 @@ export class RequestScope {
    * final status. Whatever happened, the scope is ended when the response closes.
    */
   watch(res: ResponseLike): this {
-    res.once('close', () => {
+    // 'close' comes once per response: on() is enough (and cheaper than once())
+    res.on('close', () => {
+      if (this.ending) return; // already ended (commit before the response, or untouched)
       if (res.writableFinished) {
         void this.end({ status: res.statusCode }).catch(() => undefined);
         return;
