@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '@sessionlocal/session-core/testing';
 
 export const APPS = ['express-shop', 'koa-shop', 'fastify-shop'] as const;
 export type AppName = (typeof APPS)[number];
@@ -85,15 +85,5 @@ export async function startShop(app: AppName, env: Record<string, string>, timeo
   return shop;
 }
 
-/** A TCP port free on 127.0.0.1 right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
+/** A TCP port free on 127.0.0.1 right now (the testing helpers' own). */
+export { freePort };
