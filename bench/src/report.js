@@ -103,7 +103,8 @@ export function renderSvg(results) {
   const height = y + 10;
   const title = `req/s (median of ${results.plan.rounds} round(s), ${results.plan.durationS} s cells, pool max 10) — ${results.machine.nproc} cores, Node ${results.machine.node}`;
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" role="img">`,
+    `<title>sessionlocal benchmark: ${esc(title)}</title>`,
     '<style>.t{font-size:14px;font-weight:600}.s{font-size:11px;fill:#555}.g{font-size:12px;font-weight:600}.l{font-size:11px}.v{font-size:11px;fill:#333}</style>',
     `<rect width="${width}" height="${height}" fill="#fff"/>`,
     `<text x="10" y="22" class="t">${esc(title)}</text>`,
