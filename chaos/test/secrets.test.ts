@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { createEngine, sessionmaker, type Engine } from '@sessionlocal/session-core';
-import { freePort, testDatabaseUrl } from '@sessionlocal/session-core/testing';
+import { freePort, startEmbeddedPostgres, type EmbeddedDatabase } from '@sessionlocal/session-core/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
@@ -67,8 +67,13 @@ async function connectionErrors(url: string): Promise<unknown[]> {
   return [first, ping];
 }
 
+// Its own embedded server (scram-sha-256), whatever DATABASE_URL says: a wrong password must be
+// refused for the test to mean anything, and a development server may well use trust auth.
+let server: EmbeddedDatabase;
+
 beforeAll(async () => {
-  base = new URL(await testDatabaseUrl());
+  server = await startEmbeddedPostgres();
+  base = new URL(server.url);
   const admin = new pg.Client({ connectionString: base.toString() });
   await admin.connect();
   await admin.query(`CREATE ROLE ${ROLE} LOGIN PASSWORD '${PASSWORD.replace(/'/g, "''")}'`);
@@ -81,6 +86,7 @@ afterAll(async () => {
   await admin.connect();
   await admin.query(`DROP ROLE IF EXISTS ${ROLE}`);
   await admin.end();
+  await server?.stop();
 });
 
 describe('a password never appears in an error, its cause chain, its JSON or a log line', () => {
