@@ -88,7 +88,7 @@ function enter(state: RequestState, req: Request, res: Response, scope: RequestS
 
 /** Per-response state of the held writes. */
 interface Hold {
-  readonly state: RequestState;
+  state: RequestState;
   readonly original: Pick<Response, Write>;
   held: Array<[Write, unknown[]]> | undefined;
   mode: 'idle' | 'hold' | 'done' | 'discard';
@@ -123,6 +123,11 @@ function responseHolder(): (res: Response, state: RequestState) => void {
     ]),
   );
   return (res, state) => {
+    const mounted = (res as HeldResponse)[HOLD];
+    if (mounted) {
+      mounted.state = state; // the same middleware mounted twice: its latest scope is the request's
+      return;
+    }
     (res as HeldResponse)[HOLD] = { state, original: { writeHead: res.writeHead, flushHeaders: res.flushHeaders, write: res.write, end: res.end }, held: undefined, mode: 'idle' };
     Object.assign(res, wrappers);
   };

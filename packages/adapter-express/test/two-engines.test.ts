@@ -53,3 +53,29 @@ it('two sessionLocal middlewares (two engines) chain: both commit before the res
     await new Promise((resolve) => server.close(resolve));
   }
 });
+
+it('the same sessionLocal middleware mounted twice (app and router) answers, commits once, releases everything', async () => {
+  const First = sessionmaker(first);
+  const db = sessionLocal({ factory: First });
+  const app = express();
+  const router = express.Router();
+  router.use(db);
+  router.post('/twice', async (req, res) => {
+    await first.sequelize.query(`INSERT INTO written VALUES ('twice')`);
+    res.status(201).json({ same: First.current() === req.db });
+  });
+  app.use(db, router);
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  try {
+    const reply = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/twice`, { method: 'POST', signal: AbortSignal.timeout(5000) });
+    expect(reply.status).toBe(201);
+    expect(await reply.json()).toEqual({ same: true });
+    const [rows] = await first.autocommit(() => first.sequelize.query(`SELECT count(*)::int AS n FROM written WHERE engine = 'twice'`));
+    expect(rows).toEqual([{ n: 1 }]);
+    expect(first.stats().pool.inUse).toBe(0);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});

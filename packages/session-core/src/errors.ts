@@ -52,8 +52,13 @@ export class NoActiveSessionError extends SessionLocalError {
 
 /** The session was closed; create a new one with `SessionLocal()`. */
 export class SessionClosedError extends SessionLocalError {
-  constructor(sessionId: number) {
-    super('SESSION_CLOSED', `Session ${sessionId} is closed; create a new one with SessionLocal().`);
+  constructor(sessionId: number, ending = false) {
+    super(
+      'SESSION_CLOSED',
+      ending
+        ? `Session ${sessionId} is ending (its request is committing or rolling back): a statement issued now would not be part of it.`
+        : `Session ${sessionId} is closed; create a new one with SessionLocal().`,
+    );
   }
 }
 

@@ -3,6 +3,7 @@ import type { Engine, PooledConnection } from './engine.js';
 import { CommitError, SessionClosedError, TransactionAbortedError, type SessionLocalError } from './errors.js';
 import { expire, unexpire } from './expire.js';
 import type { ResolvedSessionOptions, SessionFactory } from './sessionmaker.js';
+import { SessionClient } from './pipelined-begin.js';
 import { serial } from './serial.js';
 
 /** `idle`: no transaction; `active`: in a transaction; `failed`: a statement failed, roll back; `closed`. */
@@ -128,7 +129,7 @@ export class Session {
    * is not sent on its own: it is prefixed to the first statement (one round trip saved).
    */
   transactionForStatement(): Promise<Transaction> {
-    if (this._state === 'closed' || this.sealed) return Promise.reject(new SessionClosedError(this.id));
+    if (this._state === 'closed' || this.sealed) return Promise.reject(new SessionClosedError(this.id, this._state !== 'closed'));
     if (this.tx) return Promise.resolve(this.tx);
     this.beginning ??= this.open().finally(() => {
       this.beginning = undefined;
@@ -240,7 +241,7 @@ export class Session {
    * all-or-nothing: if BEGIN fails, the SELECT is not run.
    */
   runStatement<T>(sql: unknown, options: { type?: unknown; bind?: unknown } | undefined, task: (sql: unknown) => Promise<T>): Promise<T> {
-    if (this.sealed) return Promise.reject(new SessionClosedError(this.id));
+    if (this.sealed) return Promise.reject(new SessionClosedError(this.id, this._state !== 'closed'));
     const connection = this.connection;
     if (!connection) return task(sql);
     return serial(connection, async () => {
@@ -253,10 +254,13 @@ export class Session {
         this.pendingBegin = undefined;
         if (text && options?.type === 'SELECT' && options.bind === undefined) {
           send = `${pending}; ${text}`;
-        } else {
+        } else if (connection instanceof SessionClient) {
           // sent with the statement as one pipeline (one Sync) when it has parameters, else first
           this.engine.log(pending);
           connection.beginWithNext = pending;
+        } else {
+          this.engine.log(pending);
+          await connection.query(pending);
         }
       }
       try {
@@ -449,7 +453,9 @@ export class Session {
   private async runHooks(kind: 'commit' | 'rollback', hooks: Hook[]): Promise<void> {
     for (const hook of hooks) {
       try {
-        await hook();
+        // outside the session: a hook's queries run in autocommit (or throw on a strict engine),
+        // never in a transaction of this session that close() would roll back
+        await this.engine.scope.run({ session: undefined, transaction: undefined, autocommit: false }, hook);
       } catch (error) {
         this.emit('error', { sessionId: this.id, error, phase: kind === 'commit' ? 'afterCommit' : 'afterRollback' });
       }

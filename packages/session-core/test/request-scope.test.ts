@@ -86,3 +86,25 @@ describe('RequestScope: the end is the end', () => {
     expect(rows).toEqual([{ label: 'in time' }]);
   });
 });
+
+describe('hooks after the end', () => {
+  it('an afterCommit hook queries outside the ended session (autocommit) and sees the committed row', async () => {
+    const SessionLocal = sessionmaker(h.engine);
+    await h.engine.autocommit(() => h.engine.sequelize.query('CREATE TABLE IF NOT EXISTS hooked (label text)'));
+    const scope = openRequestScope({ factory: SessionLocal }, {})!;
+    let seen: unknown;
+    let current: unknown = 'unset';
+    // Express ends the scope from inside the handler's context: the hook must still be able to query
+    const result = await scope.run(async () => {
+      await h.engine.sequelize.query(`INSERT INTO hooked VALUES ('committed')`);
+      scope.session.afterCommit(async () => {
+        current = SessionLocal.currentOrUndefined();
+        [seen] = await h.engine.sequelize.query('SELECT count(*)::int AS n FROM hooked');
+      });
+      return scope.end({ status: 201 });
+    });
+    expect(result).toEqual({ committed: true });
+    expect(current).toBeUndefined();
+    expect(seen).toEqual([{ n: 1 }]);
+  });
+});
