@@ -7,7 +7,9 @@ export type SessionLocalErrorCode =
   | 'INSTANCE_EXPIRED'
   | 'ENGINE_DISPOSED'
   | 'COMMIT_FAILED'
-  | 'TRANSACTION_ABORTED';
+  | 'TRANSACTION_ABORTED'
+  | 'TRANSACTION_ENDED'
+  | 'NESTED_TRANSACTION_REFUSED';
 
 /** Base class of every error thrown by sessionlocal; `code` is stable across releases. */
 export class SessionLocalError extends Error {
@@ -109,6 +111,37 @@ export class CommitError extends SessionLocalError {
 export class TransactionAbortedError extends SessionLocalError {
   constructor(sessionId: number, firstFailure: unknown) {
     super('TRANSACTION_ABORTED', `Session ${sessionId}: the transaction is aborted because an earlier statement failed (${describe(firstFailure)}); roll back before running more statements.`, { cause: firstFailure });
+  }
+}
+
+/** A Sequelize `Transaction` of a session was used after that transaction ended (committed, rolled back or closed). */
+export class TransactionEndedError extends SessionLocalError {
+  constructor(sessionId: number, finished: string | undefined) {
+    super(
+      'TRANSACTION_ENDED',
+      `A transaction of session ${sessionId} was used after it ended (${finished ?? 'closed'}); a statement with it would run in another transaction. Pass no transaction option (the statement joins the current session) or use session.transaction().`,
+    );
+  }
+}
+
+/** A nested `sequelize.transaction()` inside a session asked for something a SAVEPOINT cannot give. */
+export class NestedTransactionError extends SessionLocalError {
+  private constructor(message: string) {
+    super('NESTED_TRANSACTION_REFUSED', message);
+  }
+
+  /** A second nested unit started while a sibling unit of the same session is still open. */
+  static concurrent(sessionId: number): NestedTransactionError {
+    return new NestedTransactionError(
+      `Session ${sessionId} already has a nested transaction (SAVEPOINT) open in another branch of this request: concurrent nested transactions on one connection would interleave their savepoints. Run them one after another (a for…of loop instead of Promise.all), or give each its own session with SessionLocal.begin().`,
+    );
+  }
+
+  /** An option (isolation level, read-only) that a savepoint of the session cannot honour. */
+  static option(sessionId: number, option: string, asked: unknown, session: unknown): NestedTransactionError {
+    return new NestedTransactionError(
+      `sequelize.transaction({ ${option}: ${JSON.stringify(asked)} }) inside session ${sessionId}: a nested transaction is a SAVEPOINT of the session's transaction (${option}: ${JSON.stringify(session ?? 'server default')}) and cannot change ${option}. Open a separate session instead: SessionLocal.begin(fn, { ${option}: ... }).`,
+    );
   }
 }
 

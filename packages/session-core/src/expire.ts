@@ -1,7 +1,8 @@
 import type { Model } from 'sequelize';
 import type { Engine } from './engine.js';
 import { InstanceExpiredError } from './errors.js';
-import { ownerOf, type Session } from './session.js';
+import { ownerOf } from './owner.js';
+import type { Session } from './session.js';
 
 const installed = new WeakSet<Engine>();
 

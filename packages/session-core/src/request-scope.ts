@@ -70,9 +70,13 @@ export class RequestScope {
     this.commitWhen = commitWhen;
   }
 
-  /** Run the rest of the request (`next`) with the session as the current one (with none once it is closed). */
+  /**
+   * Run the rest of the request (`next`) in the session's scope. Once the session has ended the
+   * scope stays: `current()` finds no session there and statements throw `SessionClosedError`
+   * (they never autocommit behind the request's back).
+   */
   run<T>(fn: () => T): T {
-    return this.session.state === 'closed' ? runOutsideSession(this.session.factory, fn) : this.session.run(fn);
+    return this.session.engine.scope.run({ session: this.session, transaction: undefined, autocommit: false }, fn);
   }
 
   /** The handler failed (seen by a framework error hook): `end()` will roll back. */
@@ -214,11 +218,16 @@ export function openRequestScope<Req>(options: RequestSessionOptions<Req>, req: 
  * Throws `ConfigError` when something already used the request's session.
  */
 export function reopenRequestScope<Req>(current: RequestScope | undefined, options: RequestSessionOptions<Req>, req: Req, route: RouteSessionOptions<Req>): RequestScope | undefined {
-  if (current && (current.session.state !== 'idle' || current.session.inTransaction)) {
+  if (current && current.session.inTransaction) {
     throw new SessionLocalConfigError('route', 'per-route session options must run before anything uses the request session (put the route middleware first)');
   }
-  if (current) void current.end({ status: 0, error: 'replaced by route options' }).catch(() => undefined);
-  return openRequestScope(options, req, route);
+  const next = openRequestScope(options, req, route);
+  if (current) {
+    // hooks registered by earlier middleware belong to the request: they follow it to the route's session
+    if (next) current.session.moveHooksTo(next.session);
+    if (!current.endIfUntouched()) void current.end({ status: 0, error: 'replaced by route options' }).catch(() => undefined);
+  }
+  return next;
 }
 
 /** Validate adapter options once, at registration (`ConfigError` naming the field). */

@@ -19,18 +19,36 @@ export function createScopeStorage(): ScopeStorage {
 }
 
 /**
+ * The one lookup of "the transaction a statement with no `transaction` option joins", used by
+ * the CLS shim (Sequelize's model methods), the engine's `query`/`transaction`, and expiry:
+ * 1. the scope's own transaction: inside `sequelize.transaction(cb)` or `beginNested`, that
+ *    savepoint (`null` where code asked for none);
+ * 2. else the scope's session's transaction, which exists before any I/O (the first statement
+ *    acquires the connection and carries BEGIN); throws `SessionClosedError` once the session
+ *    has ended or is ending;
+ * 3. else none (`undefined`): autocommit, or `NoActiveSessionError` on a strict engine.
+ * An explicit `transaction` option always wins over all three (the caller checks it first).
+ */
+export function joinedTransaction(scope: Scope | undefined): Transaction | null | undefined {
+  if (!scope) return undefined;
+  if (scope.transaction !== undefined) return scope.transaction;
+  return scope.session?.sequelizeTransaction();
+}
+
+/**
  * The `_cls` namespace Sequelize's Model methods consult (`this.sequelize.constructor._cls`).
- * It answers from the engine's AsyncLocalStorage, synchronously: a session whose transaction
- * has not begun yet answers `undefined`, and the lazy begin happens in `query()`.
+ * It answers `joinedTransaction` synchronously; where that throws (an ended session) it answers
+ * `undefined` and the engine's `query` raises the error.
  */
 export function clsShim(storage: ScopeStorage) {
   return {
     get(key: string): unknown {
       if (key !== 'transaction') return undefined;
-      const scope = storage.getStore();
-      if (!scope) return undefined;
-      if (scope.transaction !== undefined) return scope.transaction;
-      return scope.session?.currentTransaction;
+      try {
+        return joinedTransaction(storage.getStore());
+      } catch {
+        return undefined;
+      }
     },
     set(key: string, value: unknown): void {
       const scope = storage.getStore();

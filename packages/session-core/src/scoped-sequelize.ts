@@ -1,18 +1,19 @@
 import { ConnectionAcquireTimeoutError, Sequelize, Transaction } from 'sequelize';
 import type { Engine } from './engine.js';
 import { NoActiveSessionError, PoolTimeoutError } from './errors.js';
-import { clsShim, type Scope } from './scope.js';
-import { ownerOf } from './session.js';
+import { ownerOf } from './owner.js';
+import { clsShim, joinedTransaction, type Scope } from './scope.js';
 
 type QueryFn = (sql: unknown, options?: Record<string, unknown>) => Promise<unknown>;
 type TransactionFn = (options?: Record<string, unknown>) => Promise<Transaction>;
+type Internal = Transaction & { parent?: Transaction; finished?: string; name: string; _afterCommitHooks: Array<(t: Transaction) => unknown> };
 
 /**
  * A `Sequelize` subclass bound to one engine. Sequelize 6 reads its CLS namespace from a
  * process-global static; this class gives each engine its own (`_cls`, over the engine's
  * AsyncLocalStorage) and overrides the two entry points every query passes through:
- * - `query`: a statement with no `transaction` option joins the scope's transaction, lazily
- *   beginning the current session's; statements of a session run one at a time on its connection;
+ * - `query`: a statement with no `transaction` option joins `joinedTransaction` (scope.ts);
+ *   statements of a session run through the session (in order, on its connection);
  * - `transaction`: inside a session, a new transaction is a SAVEPOINT of the session's.
  */
 export function scopedSequelizeClass(engine: Engine): typeof Sequelize {
@@ -26,16 +27,16 @@ export function scopedSequelizeClass(engine: Engine): typeof Sequelize {
       let opts = options as Record<string, unknown> | undefined;
       if (opts?.transaction === undefined) {
         const scope = storage.getStore();
-        const transaction = scope ? await scopeTransaction(scope) : undefined;
-        if (transaction) {
-          opts = { ...opts, transaction };
-        } else if (engine.options.strict && !scope?.autocommit) {
+        const transaction = joinedTransaction(scope);
+        if (!transaction && engine.options.strict && !scope?.autocommit) {
           throw NoActiveSessionError.strictQuery(typeof sql === 'string' ? sql : String((sql as { query?: string })?.query ?? sql));
         }
+        // null, not undefined: Sequelize would otherwise consult a global Sequelize.useCLS namespace
+        opts = { ...opts, transaction: transaction ?? null };
       }
-      const transaction = opts?.transaction as Transaction | null | undefined;
+      const transaction = opts.transaction as Transaction | null;
       const session = transaction ? ownerOf(transaction) : undefined;
-      if (session) return session.runStatement(sql, opts, (text) => base.call(this, text, opts));
+      if (session && transaction) return session.runStatement(transaction, sql, () => base.call(this, sql, opts));
       try {
         return await base.call(this, sql, opts);
       } catch (error) {
@@ -51,21 +52,32 @@ export function scopedSequelizeClass(engine: Engine): typeof Sequelize {
         callback = opts as unknown as (t: Transaction) => unknown;
         opts = undefined;
       }
+      const outer = storage.getStore();
       if (opts?.transaction === undefined) {
-        const scope = storage.getStore();
-        const parent = scope ? await scopeTransaction(scope) : undefined;
-        if (parent) opts = { ...opts, transaction: parent };
+        const parent = joinedTransaction(outer);
+        opts = { ...opts, transaction: parent ?? null };
       }
-      const begin = super.transaction as unknown as TransactionFn;
+      const parent = (opts.transaction ?? undefined) as Transaction | undefined;
+      if (!parent) delete opts.transaction;
+      const session = parent ? ownerOf(parent) : undefined;
+      // a managed unit of a session (`transaction(cb)`): refused up front when a sibling unit is
+      // open or it asks what a savepoint cannot give. Unmanaged savepoints (Sequelize's own, e.g.
+      // findOrCreate's, which it never releases) are not units.
+      const leave = session && parent ? session.enterUnit(parent, opts, Boolean(callback)) : undefined;
       let transaction: Transaction;
       try {
-        transaction = await begin.call(this, opts);
+        if (session) await session.ensureConnection();
+        transaction = await (super.transaction as unknown as TransactionFn).call(this, opts);
       } catch (error) {
+        leave?.();
         if (error instanceof ConnectionAcquireTimeoutError) throw new PoolTimeoutError(engine.options.pool.acquireTimeoutMs, error);
         throw error;
       }
+      if (session) {
+        leave?.(transaction);
+        deferToSession(this, transaction as Internal, () => leave?.());
+      }
       if (!callback) return transaction;
-      const outer = storage.getStore();
       const scope: Scope = { session: outer?.session, transaction, autocommit: outer?.autocommit ?? false };
       return storage.run(scope, async () => {
         let result: unknown;
@@ -73,13 +85,13 @@ export function scopedSequelizeClass(engine: Engine): typeof Sequelize {
           result = await callback(transaction);
         } catch (error) {
           try {
-            if (!(transaction as unknown as { finished?: string }).finished) await transaction.rollback();
+            if (!(transaction as Internal).finished) await transaction.rollback();
           } catch {
             // the original error matters more
           }
           throw error;
         }
-        await finishSavepointOrCommit(this as unknown as Sequelize, transaction);
+        if (!(transaction as Internal).finished) await transaction.commit();
         return result;
       });
     }
@@ -88,22 +100,28 @@ export function scopedSequelizeClass(engine: Engine): typeof Sequelize {
   return EngineSequelize as unknown as typeof Sequelize;
 }
 
-async function scopeTransaction(scope: Scope): Promise<Transaction | null | undefined> {
-  if (scope.transaction !== undefined) return scope.transaction;
-  return scope.session ? scope.session.transactionForStatement() : undefined;
-}
-
-/** Savepoints of a session are RELEASEd (Sequelize 6 leaves them) and their afterCommit hooks wait for the real COMMIT. */
-async function finishSavepointOrCommit(sequelize: Sequelize, transaction: Transaction): Promise<void> {
-  const parent = (transaction as unknown as { parent?: Transaction }).parent;
-  const session = parent ? ownerOf(parent) : undefined;
-  if (!parent || !session) {
-    await transaction.commit();
-    return;
-  }
-  const name = (transaction as unknown as { name: string }).name;
-  await sequelize.query(`RELEASE SAVEPOINT ${sequelize.getQueryInterface().quoteIdentifier(name)};`, { transaction: parent });
-  const internal = transaction as unknown as { finished?: string; _afterCommitHooks: Array<(t: Transaction) => unknown> };
-  internal.finished = 'commit';
-  for (const hook of internal._afterCommitHooks.splice(0)) session.afterCommit(() => hook(transaction));
+/**
+ * Savepoints of a session, managed or not: `commit()` RELEASEs the savepoint (Sequelize 6 leaves
+ * it) and hands its `afterCommit` hooks to the session, to run after the real COMMIT (never when
+ * the session rolls back); `rollback()` rolls back to it. Either ends the unit's registration.
+ */
+function deferToSession(sequelize: Sequelize, savepoint: Internal, leave: () => void): void {
+  const parent = savepoint.parent;
+  if (!parent) return;
+  const rollback = savepoint.rollback.bind(savepoint);
+  Object.assign(savepoint, {
+    async commit(): Promise<void> {
+      if (savepoint.finished) throw new Error(`Transaction cannot be committed because it has been finished with state: ${savepoint.finished}`);
+      leave();
+      const name = sequelize.getQueryInterface().quoteIdentifier(savepoint.name);
+      await sequelize.query(`RELEASE SAVEPOINT ${name};`, { transaction: parent });
+      savepoint.finished = 'commit';
+      // up one level: they run after the real COMMIT, and are dropped if an enclosing unit rolls back
+      for (const hook of savepoint._afterCommitHooks.splice(0)) (parent as Internal)._afterCommitHooks.push(() => hook(savepoint));
+    },
+    async rollback(): Promise<void> {
+      leave();
+      await rollback();
+    },
+  });
 }

@@ -1,25 +1,73 @@
 import { Transaction, type Model } from 'sequelize';
 import type { Engine, PooledConnection } from './engine.js';
-import { CommitError, SessionClosedError, TransactionAbortedError, type SessionLocalError } from './errors.js';
+import { CommitError, NestedTransactionError, SessionClosedError, TransactionAbortedError, TransactionEndedError, type SessionLocalError } from './errors.js';
 import { expire, unexpire } from './expire.js';
+import { setOwner } from './owner.js';
+import { sendWithBegin, settledStatus, transactionStatus } from './pipelined-begin.js';
 import type { ResolvedSessionOptions, SessionFactory } from './sessionmaker.js';
-import { SessionClient } from './pipelined-begin.js';
 import { serial } from './serial.js';
+import { poolTransport, type SessionTransport } from './transport.js';
 
 /** `idle`: no transaction; `active`: in a transaction; `failed`: a statement failed, roll back; `closed`. */
 export type SessionState = 'idle' | 'active' | 'failed' | 'closed';
 
 type Hook = () => unknown;
 
-const OWNER = Symbol('sessionlocal.session');
-let nextId = 1;
-
-/** The session that owns a transaction (or the root of a savepoint), if any. */
-export function ownerOf(transaction: Transaction): Session | undefined {
-  let t = transaction as Transaction & { parent?: Transaction; [OWNER]?: Session };
-  while (t.parent) t = t.parent as typeof t;
-  return t[OWNER];
+/** What a session holds while it has a connection (states `active`, `failed`, `ending`). */
+interface Held {
+  readonly connection: PooledConnection;
+  readonly acquiredAt: number;
+  readonly leakTimer: NodeJS.Timeout | undefined;
+  /** BEGIN not sent yet: it rides with the first statement (`sendWithBegin`). */
+  pendingBegin: string | undefined;
+  /** A statement may have left session-level state on the connection: destroy it at release. */
+  dirty: boolean;
+  /** The last statement error that left the server's transaction aborted. */
+  failure: unknown;
 }
+
+/**
+ * The lifecycle, one state at a time (see docs/semantics.md, "Session states"):
+ *
+ * | from       | to         | when                                        | side effects (in `move`)                          |
+ * |------------|------------|---------------------------------------------|---------------------------------------------------|
+ * | idle       | acquiring  | first statement, `begin()`, `transaction()` |                                                   |
+ * | acquiring  | active     | connection acquired                         | `opened`++, holding += session, leak timer, `begin` |
+ * | acquiring  | idle       | acquire failed                              |                                                   |
+ * | active     | failed     | a statement aborted the transaction (`E`)   |                                                   |
+ * | failed     | active     | ROLLBACK TO SAVEPOINT recovered it          |                                                   |
+ * | active, failed | ending | `commit()`, `rollback()`, `close()`, dispose |                                                   |
+ * | ending     | idle       | COMMIT/ROLLBACK done (or failed)            | release/destroy, holding -= session, leak timer off, `committed`/`rolledBack`++, `commit`/`rollback` |
+ * | idle       | closed     | `close()` (after ending what was open)      | signal aborted, `close`                           |
+ */
+type Lifecycle =
+  | { readonly kind: 'idle' }
+  | { readonly kind: 'acquiring'; readonly ready: Promise<Held> }
+  | { readonly kind: 'active'; readonly held: Held }
+  | { readonly kind: 'failed'; readonly held: Held; readonly failure: unknown }
+  | { readonly kind: 'ending'; readonly held: Held }
+  | { readonly kind: 'closed' };
+
+type Kind = Lifecycle['kind'];
+
+const LEGAL: Record<Kind, readonly Kind[]> = {
+  idle: ['acquiring', 'closed'],
+  acquiring: ['active', 'idle'],
+  active: ['failed', 'ending'],
+  failed: ['active', 'ending'],
+  ending: ['idle'],
+  closed: [],
+};
+
+/** How a transaction ended, for the counters and events of `ending -> idle`. */
+interface Ended {
+  outcome: 'commit' | 'rollback';
+  startedAt: number;
+  destroy: boolean;
+  reason?: unknown;
+}
+
+let nextId = 1;
 
 const ROLLBACK_TO = /^\s*ROLLBACK\s+TO\s/i;
 const SESSION_STATE = /^\s*(RESET\b|SET\s+(?!LOCAL\b|TRANSACTION\b|CONSTRAINTS\b)|LISTEN\b|PREPARE\b|DECLARE\b.*\bWITH\s+HOLD\b|CREATE\s+(TEMP|TEMPORARY)\b)/i;
@@ -33,47 +81,56 @@ export class Session {
   /** The factory that made this session. */
   readonly factory: SessionFactory;
   /** @internal */ readonly options: ResolvedSessionOptions;
-  protected readonly engine: Engine;
-  private _state: SessionState = 'idle';
+  /** @internal */ readonly engine: Engine;
+  private readonly transport: SessionTransport;
+  private life: Lifecycle = { kind: 'idle' };
+  /** The Sequelize transaction statements join: exists from first use (no I/O), ends with the transaction. */
   private tx: Transaction | undefined;
-  private connection: PooledConnection | undefined;
-  private beginning: Promise<Transaction> | undefined;
-  /** BEGIN not sent yet: it rides on the session's first statement (see runStatement). */
-  private pendingBegin: string | undefined;
-  private failure: unknown;
-  private dirty = false;
+  /** Nested units (SAVEPOINTs) open right now, innermost last. */
+  private units: Transaction[] = [];
   private commitHooks: Hook[] | undefined;
   private rollbackHooks: Hook[] | undefined;
   private expiring: Set<Model> | undefined;
   private controller: AbortController | undefined;
-  private acquiredAt = 0;
-  private leakTimer: NodeJS.Timeout | undefined;
   private readonly openedStack: string | undefined;
   private closing: Promise<void> | undefined;
-  /** Ending (a request scope is committing or rolling back): new statements are refused. */
+  /** The owner is ending the session (a request scope commits or rolls back): new statements are refused. */
   private sealed = false;
+  /** A COMMIT or ROLLBACK in flight (state `ending`): close() waits for it. */
+  private settling: Promise<unknown> | undefined;
 
-  constructor(engine: Engine, factory: SessionFactory, options: ResolvedSessionOptions) {
+  constructor(engine: Engine, factory: SessionFactory, options: ResolvedSessionOptions, transport: SessionTransport = poolTransport) {
     this.id = nextId++;
     this.engine = engine;
     this.factory = factory;
     this.options = options;
+    this.transport = transport;
     if (options.leakWarningMs !== undefined) this.openedStack = new Error('session opened here').stack;
   }
 
   get state(): SessionState {
-    return this._state;
+    switch (this.life.kind) {
+      case 'active':
+      case 'ending':
+        return 'active';
+      case 'failed':
+        return 'failed';
+      case 'closed':
+        return 'closed';
+      default:
+        return 'idle';
+    }
   }
 
   /** True while a transaction is open on the session's connection. */
   get inTransaction(): boolean {
-    return this.tx !== undefined;
+    return this.life.kind === 'active' || this.life.kind === 'failed' || this.life.kind === 'ending';
   }
 
   /** Aborted when the request that owns the session is aborted, or when the session closes. */
   get signal(): AbortSignal {
     this.controller ??= new AbortController();
-    if (this._state === 'closed' && !this.controller.signal.aborted) this.controller.abort(new SessionClosedError(this.id));
+    if (this.life.kind === 'closed' && !this.controller.signal.aborted) this.controller.abort(new SessionClosedError(this.id));
     return this.controller.signal;
   }
 
@@ -82,28 +139,36 @@ export class Session {
     return this.controller?.signal.aborted === true;
   }
 
+  /** @internal True when the session holds nothing: no connection, none coming, no hooks waiting. */
+  isUntouched(): boolean {
+    if (this.life.kind !== 'idle' || this.commitHooks || this.rollbackHooks) return false;
+    const tx = this.tx as unknown as { _afterCommitHooks?: unknown[] } | undefined;
+    return !tx?._afterCommitHooks?.length;
+  }
+
   /**
-   * @internal Close at once, without a promise, when the session holds nothing: no transaction,
-   * none beginning, no hooks waiting. Equivalent to commit-or-rollback then `close()` (both are
-   * no-ops then). Returns false, doing nothing, otherwise. Lazy sessions that never queried end here.
+   * @internal Close at once, without a promise, when `isUntouched()`: equivalent to commit-or-rollback
+   * then `close()` (both no-ops then). Returns false, doing nothing, otherwise.
    */
   closeIfUntouched(): boolean {
-    if (this._state !== 'idle' || this.tx || this.beginning || this.closing || this.commitHooks || this.rollbackHooks) return false;
-    this._state = 'closed';
+    if (!this.isUntouched()) return false;
+    this.endCycle();
+    this.move({ kind: 'closed' });
     this.closing = Promise.resolve();
-    this.controller?.abort(new SessionClosedError(this.id));
-    this.emit('close', { sessionId: this.id });
     return true;
+  }
+
+  /** @internal Hand the hooks registered so far to `other` (a route's session replacing the request's untouched one). */
+  moveHooksTo(other: Session): void {
+    for (const hook of this.takeHooks().commit) other.afterCommit(hook);
+    for (const hook of this.takeHooks().rollback) other.afterRollback(hook);
+    const hooks = (this.tx as unknown as { _afterCommitHooks?: Array<(t: Transaction) => unknown> } | undefined)?._afterCommitHooks;
+    if (hooks?.length) for (const hook of hooks.splice(0)) other.afterCommit(() => hook(other.sequelizeTransaction()));
   }
 
   /** @internal The connection held by the open transaction, if any. */
   get heldConnection(): PooledConnection | undefined {
-    return this.connection;
-  }
-
-  /** @internal The open transaction, without beginning one. */
-  get currentTransaction(): Transaction | undefined {
-    return this.tx;
+    return 'held' in this.life ? this.life.held.connection : undefined;
   }
 
   /** Run `fn` with this session as the current one: queries without `transaction` join it. */
@@ -117,71 +182,100 @@ export class Session {
     await this.transaction();
   }
 
-  /** The session's Sequelize transaction, beginning it if needed. */
+  /** The session's Sequelize transaction, beginning it (BEGIN sent) if needed. */
   async transaction(): Promise<Transaction> {
-    const tx = await this.transactionForStatement();
-    if (this.pendingBegin !== undefined) await this.flushBegin(this.connection as PooledConnection);
+    this.assertUsable();
+    const tx = this.sequelizeTransaction();
+    const held = await this.connect();
+    await serial(held.connection, async () => {
+      const pending = held.pendingBegin;
+      if (pending === undefined) return;
+      this.engine.log(pending);
+      await held.connection.query(pending);
+      held.pendingBegin = undefined;
+    });
     return tx;
   }
 
   /**
-   * @internal The transaction a statement is about to join. When the session begins here, BEGIN
-   * is not sent on its own: it is prefixed to the first statement (one round trip saved).
+   * @internal The Sequelize `Transaction` a statement of this session joins. It exists from the
+   * session's first use, before any I/O: hooks and `findOrCreate` see it on the very first statement
+   * (BEGIN is still deferred to that statement). Its `commit()`/`rollback()` are the session's.
    */
-  transactionForStatement(): Promise<Transaction> {
-    if (this._state === 'closed' || this.sealed) return Promise.reject(new SessionClosedError(this.id, this._state !== 'closed'));
-    if (this.tx) return Promise.resolve(this.tx);
-    this.beginning ??= this.open().finally(() => {
-      this.beginning = undefined;
+  sequelizeTransaction(): Transaction {
+    if (this.tx) return this.tx;
+    const tx = new Transaction(this.engine.sequelize, { isolationLevel: this.options.isolationLevel as Transaction.ISOLATION_LEVELS | undefined, readOnly: this.options.readOnly });
+    setOwner(tx, this);
+    Object.assign(tx, {
+      commit: () => this.commit(),
+      rollback: () => this.rollback(),
     });
-    return this.beginning;
+    this.tx = tx;
+    return tx;
   }
 
   /** Commit the open transaction (no-op if none), run `afterCommit` hooks, release the connection. */
   async commit(): Promise<void> {
     this.assertOpen();
-    if (this.beginning) await this.beginning.catch(() => undefined);
-    const tx = this.tx;
-    const connection = this.connection;
-    if (!tx || !connection) {
-      await this.runHooks('commit', this.takeHooks().commit);
+    await this.settle(() => this.commitNow());
+  }
+
+  private async commitNow(): Promise<void> {
+    if (this.life.kind === 'acquiring') await this.life.ready.catch(() => undefined);
+    const life = this.life;
+    if (life.kind !== 'active' && life.kind !== 'failed') {
+      const hooks = this.takeHooks().commit;
+      this.collectSequelizeHooks(hooks);
+      this.endCycle();
+      await this.runHooks('commit', hooks);
       return;
     }
-    const started = performance.now();
-    const firstFailure = this.failure;
-    let broken = false;
+    const held = life.held;
+    let failure = life.kind === 'failed' ? life.failure : undefined;
+    const startedAt = performance.now();
+    this.move({ kind: 'ending', held });
+    let error: unknown;
+    let destroy = false;
     try {
-      if (firstFailure !== undefined) throw new TransactionAbortedError(this.id, firstFailure);
-      await serial(connection, () => (this.pendingBegin === undefined ? this.sendCommit(connection, tx) : this.skipBegin()));
-    } catch (error) {
-      broken = firstFailure === undefined && isConnectionError(error);
-      if (firstFailure !== undefined) {
-        await serial(connection, () => this.sendRollback(connection, tx)).catch(() => {
-          broken = true;
-        });
-      }
-      this.finish(tx, 'rollback', broken);
-      const commitError = new CommitError(this.id, firstFailure ?? error);
-      this.emit('rollback', { sessionId: this.id, durationMs: performance.now() - started, reason: commitError });
-      await this.runHooks('rollback', this.takeHooks().rollback);
+      await serial(held.connection, async () => {
+        if (held.pendingBegin !== undefined) return; // nothing reached the server: nothing to commit
+        // a statement queued before commit() may have failed since: COMMIT would only roll back
+        failure ??= transactionStatus(held.connection) === 'E' ? (held.failure ?? new Error('the transaction is aborted')) : undefined;
+        if (failure !== undefined) {
+          await this.transport.rollback(this, held.connection).catch(() => {
+            destroy = true;
+          });
+          throw new TransactionAbortedError(this.id, failure);
+        }
+        await this.transport.commit(this, held.connection);
+      });
+    } catch (caught) {
+      error = caught;
+      destroy ||= isConnectionError(caught);
+    }
+    if (error !== undefined) {
+      const commitError = new CommitError(this.id, failure ?? error);
+      this.move({ kind: 'idle' }, { outcome: 'rollback', startedAt, destroy, reason: commitError });
+      this.expiring = undefined;
+      const hooks = this.takeHooks().rollback;
+      this.endCycle();
+      await this.runHooks('rollback', hooks);
       throw commitError;
     }
-    this.finish(tx, 'commit', false);
-    this.engine.counters.committed++;
+    this.move({ kind: 'idle' }, { outcome: 'commit', startedAt, destroy: false });
     const expiring = this.expiring;
     this.expiring = undefined;
     if (expiring) for (const instance of expiring) expire(instance);
-    this.emit('commit', { sessionId: this.id, durationMs: performance.now() - started });
-    const sequelizeHooks = (tx as unknown as { _afterCommitHooks: Array<(t: Transaction) => unknown> })._afterCommitHooks;
     const hooks = this.takeHooks().commit;
-    for (const hook of sequelizeHooks) hooks.push(() => hook(tx));
+    this.collectSequelizeHooks(hooks);
+    this.endCycle();
     await this.runHooks('commit', hooks);
   }
 
   /** Roll back the open transaction (no-op if none), run `afterRollback` hooks, release the connection. */
   async rollback(): Promise<void> {
     this.assertOpen();
-    await this.rollbackNow();
+    await this.settle(() => this.rollbackNow(false));
   }
 
   /** Roll back anything open and release the connection. Idempotent; later use throws `SessionClosedError`. */
@@ -235,212 +329,239 @@ export class Session {
   }
 
   /**
-   * @internal Run one statement of this session: in order, never after a failure, recording
-   * failures. `task` receives the SQL to send: a pending BEGIN rides on a plain SELECT without
-   * bind parameters as one simple-protocol message (`BEGIN …; SELECT …`), which PostgreSQL runs
-   * all-or-nothing: if BEGIN fails, the SELECT is not run.
+   * @internal A nested unit (SAVEPOINT) is about to start under `parent`. Units of one session
+   * nest strictly: a second unit while a sibling is open (`Promise.all` of two
+   * `sequelize.transaction(cb)`) is refused, as are options a savepoint cannot honour.
+   * Returns the function that ends the unit's registration.
    */
-  runStatement<T>(sql: unknown, options: { type?: unknown; bind?: unknown } | undefined, task: (sql: unknown) => Promise<T>): Promise<T> {
-    if (this.sealed) return Promise.reject(new SessionClosedError(this.id, this._state !== 'closed'));
-    const connection = this.connection;
-    if (!connection) return task(sql);
-    return serial(connection, async () => {
+  enterUnit(parent: Transaction, options: { isolationLevel?: unknown; readOnly?: unknown } | undefined, managed: boolean): (unit?: Transaction) => void {
+    this.assertUsable();
+    if (options?.isolationLevel !== undefined && options.isolationLevel !== this.options.isolationLevel) {
+      throw NestedTransactionError.option(this.id, 'isolationLevel', options.isolationLevel, this.options.isolationLevel);
+    }
+    if (options?.readOnly === true && !this.options.readOnly) throw NestedTransactionError.option(this.id, 'readOnly', true, false);
+    if (!managed) return () => undefined;
+    const innermost = this.units.length > 0 ? this.units[this.units.length - 1] : this.tx;
+    if (parent !== innermost) throw NestedTransactionError.concurrent(this.id);
+    const placeholder = parent; // keeps the slot until the unit's Transaction exists
+    this.units.push(placeholder);
+    const slot = this.units.length - 1;
+    return (unit?: Transaction) => {
+      if (unit) {
+        this.units[slot] = unit;
+        return;
+      }
+      this.units.splice(slot);
+    };
+  }
+
+  /** @internal Wait until the session holds a connection (a savepoint needs its parent's). */
+  async ensureConnection(): Promise<void> {
+    this.assertUsable();
+    await this.connect();
+  }
+
+  /**
+   * @internal Run one statement of this session, joined to `tx` (the session's transaction or one
+   * of its savepoints): in order, never after a failure, recording failures. `task` sends it. A
+   * pending BEGIN travels with it. Only a failure that left the server's transaction aborted
+   * (ReadyForQuery status `E`) fails the session; errors Sequelize raises before sending, and
+   * errors trapped inside a savepoint or a PL/pgSQL exception block, leave it usable.
+   */
+  async runStatement<T>(tx: Transaction, sql: unknown, task: () => Promise<T>): Promise<T> {
+    this.assertUsable();
+    this.assertJoinable(tx);
+    const held = await this.connect();
+    return serial(held.connection, async () => {
+      this.assertJoinable(tx);
+      const life = this.life;
       const text = typeof sql === 'string' ? sql : '';
-      const recovering = this.failure !== undefined && ROLLBACK_TO.test(text);
-      if (this.failure !== undefined && !recovering) throw new TransactionAbortedError(this.id, this.failure);
-      let send = sql;
-      const pending = this.pendingBegin;
+      if (life.kind === 'failed' && !ROLLBACK_TO.test(text)) throw new TransactionAbortedError(this.id, life.failure);
+      const connection = held.connection;
+      let result: T;
+      const pending = held.pendingBegin;
       if (pending !== undefined) {
-        this.pendingBegin = undefined;
-        if (text && options?.type === 'SELECT' && options.bind === undefined) {
-          send = `${pending}; ${text}`;
-        } else if (connection instanceof SessionClient) {
-          // sent with the statement as one pipeline (one Sync) when it has parameters, else first
-          this.engine.log(pending);
-          connection.beginWithNext = pending;
-        } else {
-          this.engine.log(pending);
-          await connection.query(pending);
-        }
-      }
-      try {
-        let result: T;
+        held.pendingBegin = undefined;
+        this.engine.log(pending);
+        const sent = await sendWithBegin(connection, pending, task);
+        if (!sent.begun) held.pendingBegin = pending;
+        if (sent.failed) throw await this.statementFailed(held, sent.error);
+        result = sent.result as T;
+      } else {
         try {
-          result = await task(send);
-        } finally {
-          // not consumed (nothing reached the connection): BEGIN is still to be sent
-          if (connection.beginWithNext !== undefined) {
-            connection.beginWithNext = undefined;
-            this.pendingBegin = pending;
-          }
+          result = await task();
+        } catch (error) {
+          throw await this.statementFailed(held, error);
         }
-        if (recovering) {
-          this.failure = undefined;
-          this._state = 'active';
-        } else if (!this.dirty && SESSION_STATE.test(text)) {
-          this.dirty = true;
-        }
-        return result;
-      } catch (error) {
-        if (this.tx && this.failure === undefined && !recovering) {
-          this.failure = error;
-          this._state = 'failed';
-        }
-        throw error;
       }
+      const status = transactionStatus(connection);
+      if (this.life.kind === 'failed' && (status === 'T' || (status === null && ROLLBACK_TO.test(text)))) {
+        held.failure = undefined;
+        this.move({ kind: 'active', held });
+      }
+      if (!held.dirty && SESSION_STATE.test(text)) held.dirty = true;
+      return result;
     });
   }
 
   /** @internal Close immediately by destroying the connection (the server rolls back). Used by dispose. */
   async terminate(): Promise<void> {
-    const tx = this.tx;
-    if (tx) {
-      this.finish(tx, 'rollback', true);
-      this.engine.counters.rolledBack++;
-    }
+    await this.settled();
+    await this.settle(() => this.rollbackNow(true));
     await this.close();
-  }
-
-  // -- overridable transport (transactionalFactory replaces these with savepoints) --
-
-  /**
-   * @internal Acquire a connection and begin. Returns the BEGIN statement when it was left for
-   * the first statement to carry (no settings to apply), else undefined once BEGIN has run.
-   */
-  protected async acquireAndBegin(): Promise<{ connection: PooledConnection; pendingBegin?: string }> {
-    const { readOnly, isolationLevel, settings } = this.options;
-    const connection = await this.engine.acquire(readOnly);
-    let begin = 'BEGIN';
-    if (isolationLevel) begin += ` ISOLATION LEVEL ${isolationLevel}`;
-    if (readOnly) begin += ' READ ONLY';
-    if (!settings) return { connection, pendingBegin: begin };
-    try {
-      this.engine.log(begin);
-      await connection.query(begin);
-      if (settings) await applySettings(this.engine, connection, settings);
-    } catch (error) {
-      this.engine.release(connection, true);
-      throw error;
-    }
-    return { connection };
-  }
-
-  /** @internal */
-  protected async sendCommit(connection: PooledConnection, _tx: Transaction): Promise<void> {
-    this.engine.log('COMMIT');
-    await connection.query('COMMIT');
-  }
-
-  /** @internal */
-  protected async sendRollback(connection: PooledConnection, _tx: Transaction): Promise<void> {
-    this.engine.log('ROLLBACK');
-    await connection.query('ROLLBACK');
-  }
-
-  /** @internal */
-  protected releaseConnection(connection: PooledConnection, destroy: boolean): void {
-    this.engine.release(connection, destroy);
   }
 
   // -- internals --
 
-  private async flushBegin(connection: PooledConnection): Promise<void> {
-    await serial(connection, async () => {
-      const pending = this.pendingBegin;
-      if (pending === undefined) return;
-      this.pendingBegin = undefined;
-      this.engine.log(pending);
-      await connection.query(pending);
-    });
+  /** The one place the lifecycle changes: checks the move and does its bookkeeping. */
+  private move(next: Lifecycle, ended?: Ended): void {
+    const from = this.life;
+    if (!LEGAL[from.kind].includes(next.kind)) throw new Error(`sessionlocal: illegal session transition ${from.kind} -> ${next.kind} (session ${this.id})`);
+    this.life = next;
+    if (from.kind === 'acquiring' && next.kind === 'active') {
+      this.engine.holding.add(this);
+      this.engine.counters.opened++;
+      this.emit('begin', { sessionId: this.id, durationMs: performance.now() - next.held.acquiredAt });
+    } else if (from.kind === 'ending' && next.kind === 'idle') {
+      const { held } = from;
+      if (held.leakTimer) clearTimeout(held.leakTimer);
+      this.transport.release(this, held.connection, (ended?.destroy ?? false) || held.dirty);
+      this.engine.sessionReleased(this);
+      const outcome = ended?.outcome ?? 'rollback';
+      if (outcome === 'commit') this.engine.counters.committed++;
+      else this.engine.counters.rolledBack++;
+      const durationMs = performance.now() - (ended?.startedAt ?? held.acquiredAt);
+      if (outcome === 'commit') this.emit('commit', { sessionId: this.id, durationMs });
+      else this.emit('rollback', { sessionId: this.id, durationMs, ...(ended?.reason !== undefined && { reason: ended.reason }) });
+    } else if (next.kind === 'closed') {
+      this.controller?.abort(new SessionClosedError(this.id));
+      this.emit('close', { sessionId: this.id });
+    }
   }
 
-  /** Nothing was sent on the connection: there is no transaction to end. */
-  private async skipBegin(): Promise<void> {
-    this.pendingBegin = undefined;
+  /** The held connection, acquiring one (and preparing BEGIN) first when needed. */
+  private connect(): Promise<Held> {
+    const life = this.life;
+    if (life.kind === 'active' || life.kind === 'failed') return Promise.resolve(life.held);
+    if (life.kind === 'acquiring') return life.ready;
+    if (life.kind !== 'idle' || this.closing) return Promise.reject(new SessionClosedError(this.id, life.kind !== 'closed'));
+    const ready = this.acquire();
+    this.move({ kind: 'acquiring', ready });
+    ready.catch(() => undefined);
+    return ready;
   }
 
-  private assertOpen(): void {
-    if (this._state === 'closed') throw new SessionClosedError(this.id);
-  }
-
-  private async open(): Promise<Transaction> {
+  private async acquire(): Promise<Held> {
     const started = performance.now();
-    const { connection, pendingBegin } = await this.acquireAndBegin();
-    this.pendingBegin = pendingBegin;
-    if (this._state === 'closed') {
-      this.releaseConnection(connection, true);
-      throw new SessionClosedError(this.id);
+    let opened: { connection: PooledConnection; pendingBegin?: string };
+    try {
+      opened = await this.transport.open(this);
+    } catch (error) {
+      this.move({ kind: 'idle' });
+      throw error;
     }
-    const tx = new Transaction(this.engine.sequelize, { isolationLevel: this.options.isolationLevel as Transaction.ISOLATION_LEVELS | undefined, readOnly: this.options.readOnly });
-    const internal = tx as Transaction & { connection: PooledConnection; [OWNER]?: Session };
-    internal.connection = connection;
-    internal[OWNER] = this;
-    connection.uuid = (tx as unknown as { id: string }).id;
-    this.tx = tx;
-    this.connection = connection;
-    this._state = 'active';
-    this.acquiredAt = performance.now();
-    this.engine.holding.add(this);
-    this.engine.counters.opened++;
-    if (this.options.leakWarningMs !== undefined) {
-      this.leakTimer = setTimeout(() => {
-        this.emit('leak', { sessionId: this.id, heldMs: performance.now() - this.acquiredAt, stack: this.openedStack });
-      }, this.options.leakWarningMs);
-      this.leakTimer.unref();
-    }
-    this.emit('begin', { sessionId: this.id, durationMs: this.acquiredAt - started });
-    return tx;
+    const leakWarningMs = this.options.leakWarningMs;
+    const leakTimer =
+      leakWarningMs === undefined
+        ? undefined
+        : setTimeout(() => this.emit('leak', { sessionId: this.id, heldMs: performance.now() - started, stack: this.openedStack }), leakWarningMs).unref();
+    const held: Held = { connection: opened.connection, acquiredAt: started, leakTimer, pendingBegin: opened.pendingBegin, dirty: false, failure: undefined };
+    const tx = this.sequelizeTransaction() as Transaction & { connection?: PooledConnection };
+    tx.connection = opened.connection;
+    opened.connection.uuid = (tx as unknown as { id: string }).id;
+    this.move({ kind: 'active', held });
+    return held;
   }
 
-  private async rollbackNow(): Promise<void> {
-    if (this.beginning) await this.beginning.catch(() => undefined);
-    const tx = this.tx;
-    const connection = this.connection;
+  private async statementFailed(held: Held, error: unknown): Promise<unknown> {
+    const status = await settledStatus(held.connection);
+    if (status !== 'E' && status !== null) return error; // nothing aborted on the server
+    held.failure ??= error;
+    if (this.life.kind === 'active') this.move({ kind: 'failed', held, failure: error });
+    return error;
+  }
+
+  private async rollbackNow(destroy: boolean): Promise<void> {
+    if (this.life.kind === 'acquiring') await this.life.ready.catch(() => undefined);
+    const life = this.life;
     const hooks = this.takeHooks().rollback;
-    if (tx && connection) {
-      const started = performance.now();
-      let broken = isBroken(connection);
+    if (life.kind === 'active' || life.kind === 'failed') {
+      const { held } = life;
+      const startedAt = performance.now();
+      let broken = destroy || isBroken(held.connection);
+      this.move({ kind: 'ending', held });
       if (!broken) {
-        await serial(connection, () => (this.pendingBegin === undefined ? this.sendRollback(connection, tx) : this.skipBegin())).catch(() => {
+        await serial(held.connection, () => (held.pendingBegin === undefined ? this.transport.rollback(this, held.connection) : Promise.resolve())).catch(() => {
           broken = true;
         });
       }
-      this.finish(tx, 'rollback', broken);
-      this.engine.counters.rolledBack++;
-      this.emit('rollback', { sessionId: this.id, durationMs: performance.now() - started });
+      this.move({ kind: 'idle' }, { outcome: 'rollback', startedAt, destroy: broken });
     }
+    this.expiring = undefined;
+    this.endCycle();
     await this.runHooks('rollback', hooks);
   }
 
   private async closeNow(): Promise<void> {
-    if (this._state !== 'closed') {
-      try {
-        await this.rollbackNow();
-      } finally {
-        this._state = 'closed';
-        this.controller?.abort(new SessionClosedError(this.id));
-        this.emit('close', { sessionId: this.id });
-      }
+    if (this.life.kind === 'closed') return;
+    try {
+      await this.settled();
+      await this.settle(() => this.rollbackNow(false));
+    } finally {
+      this.move({ kind: 'closed' });
     }
   }
 
-  /** End the transaction object and give the connection back (or destroy it if it may carry state). */
-  private finish(tx: Transaction, outcome: 'commit' | 'rollback', broken: boolean): void {
-    const connection = this.connection;
-    (tx as unknown as { finished: string }).finished = outcome;
-    this.tx = undefined;
-    this.connection = undefined;
-    this.failure = undefined;
-    this.pendingBegin = undefined;
-    if (this._state !== 'closed') this._state = 'idle';
-    if (this.leakTimer) clearTimeout(this.leakTimer);
-    this.leakTimer = undefined;
-    if (outcome === 'rollback') this.expiring = undefined;
-    if (connection) {
-      this.releaseConnection(connection, broken || this.dirty);
-      this.dirty = false;
-      this.engine.sessionReleased(this);
+  /** Run a COMMIT or ROLLBACK after any one in flight (never two at once on the session). */
+  private settle<T>(fn: () => Promise<T>): Promise<T> {
+    const previous = this.settling;
+    const run = previous ? previous.then(fn, fn) : fn();
+    const tail = run.catch(() => undefined);
+    this.settling = tail;
+    void tail.then(() => {
+      if (this.settling === tail) this.settling = undefined;
+    });
+    return run;
+  }
+
+  /** Wait until no COMMIT, ROLLBACK or acquire is in flight. */
+  private async settled(): Promise<void> {
+    while (this.settling || this.life.kind === 'acquiring') {
+      if (this.settling) await this.settling;
+      if (this.life.kind === 'acquiring') await this.life.ready.catch(() => undefined);
     }
+  }
+
+  /** The transaction object's cycle is over: later use of it throws `TransactionEndedError`. */
+  private endCycle(): void {
+    const tx = this.tx as (Transaction & { finished?: string; connection?: PooledConnection }) | undefined;
+    if (!tx) return;
+    tx.finished ??= 'commit';
+    tx.connection = undefined;
+    this.tx = undefined;
+    this.units = [];
+  }
+
+  private collectSequelizeHooks(hooks: Hook[]): void {
+    const tx = this.tx;
+    const sequelizeHooks = (tx as unknown as { _afterCommitHooks?: Array<(t: Transaction) => unknown> } | undefined)?._afterCommitHooks;
+    if (tx && sequelizeHooks) for (const hook of sequelizeHooks) hooks.push(() => hook(tx));
+  }
+
+  private assertOpen(): void {
+    if (this.life.kind === 'closed') throw new SessionClosedError(this.id);
+  }
+
+  private assertUsable(): void {
+    if (this.sealed || this.closing || this.life.kind === 'closed') throw new SessionClosedError(this.id, this.life.kind !== 'closed');
+  }
+
+  /** `tx` must be this cycle's transaction (or a live savepoint of it), never one that ended. */
+  private assertJoinable(tx: Transaction): void {
+    const finished = (tx as unknown as { finished?: string }).finished;
+    let root = tx as Transaction & { parent?: Transaction };
+    while (root.parent) root = root.parent as typeof root;
+    if (root !== this.tx || (finished !== undefined && tx === root)) throw new TransactionEndedError(this.id, finished);
   }
 
   private takeHooks(): { commit: Hook[]; rollback: Hook[] } {
@@ -465,15 +586,6 @@ export class Session {
   private emit(event: string, payload: object): void {
     (this.factory as unknown as { emitEvent(e: string, p: object): void }).emitEvent(event, payload);
   }
-}
-
-/** @internal Apply transaction-local settings with bound parameters. */
-export async function applySettings(engine: Engine, connection: PooledConnection, settings: Record<string, string>): Promise<void> {
-  const names = Object.keys(settings);
-  const calls = names.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(', ');
-  const values = names.flatMap((name) => [name, settings[name]]);
-  engine.log(`SELECT ${calls} -- ${names.join(', ')}`);
-  await connection.query({ text: `SELECT ${calls}`, values });
 }
 
 function isBroken(connection: PooledConnection): boolean {

@@ -4,6 +4,7 @@ import type { Engine } from './engine.js';
 import { ConfigError, EngineDisposedError, NoActiveSessionError, sqlState } from './errors.js';
 import { installExpiryTracking } from './expire.js';
 import { Session } from './session.js';
+import type { SessionTransport } from './transport.js';
 
 /** Options of `sessionmaker`; each can be overridden per session: `SessionLocal({ readOnly: true })`. */
 export interface SessionOptions {
@@ -60,8 +61,6 @@ export interface SessionFactory<S extends Session = Session> {
   off<E extends SessionEvent>(event: E, listener: (payload: SessionEvents[E]) => void): SessionFactory<S>;
 }
 
-/** @internal */
-export type SessionConstructor<S extends Session> = new (engine: Engine, factory: SessionFactory<S>, options: ResolvedSessionOptions) => S;
 
 /** Validate session options; `base` supplies what `options` leaves out. */
 export function resolveSessionOptions(options: SessionOptions | undefined, base?: ResolvedSessionOptions): ResolvedSessionOptions {
@@ -93,29 +92,33 @@ function mergeSettings(base: Record<string, string> | undefined, own: Record<str
  * await SessionLocal.begin(async (db) => { await Item.create({ name: 'pen' }); });
  */
 export function sessionmaker(engine: Engine, options?: SessionOptions): SessionFactory {
-  return createFactory(engine, resolveSessionOptions(options), Session);
+  return createFactory(engine, resolveSessionOptions(options));
 }
 
 /** @internal Shared by `sessionmaker` and the testing helpers. */
-export function createFactory<S extends Session>(engine: Engine, defaults: ResolvedSessionOptions, SessionClass: SessionConstructor<S>): SessionFactory<S> {
+export function createFactory(engine: Engine, defaults: ResolvedSessionOptions, transport?: SessionTransport): SessionFactory {
   const emitter = new EventEmitter();
   if (defaults.expireOnCommit) installExpiryTracking(engine);
 
-  const factory = ((overrides?: SessionOptions): S => {
+  const factory = ((overrides?: SessionOptions): Session => {
     if (engine.isDisposed) throw new EngineDisposedError();
     const resolved = overrides === undefined ? defaults : resolveSessionOptions(overrides, defaults);
     if (resolved.expireOnCommit && !defaults.expireOnCommit) installExpiryTracking(engine);
-    return new SessionClass(engine, factory, resolved);
-  }) as SessionFactory<S> & { emitEvent(event: string, payload: object): void };
+    return new Session(engine, factory, resolved, transport);
+  }) as SessionFactory & { emitEvent(event: string, payload: object): void };
 
-  const current = (): Session | undefined => engine.scope.getStore()?.session;
+  // a closed session is not current: a timer a request left behind finds none (its statements throw SessionClosedError)
+  const current = (): Session | undefined => {
+    const session = engine.scope.getStore()?.session;
+    return session && session.state !== 'closed' ? session : undefined;
+  };
 
   Object.defineProperties(factory, {
     engine: { value: engine },
     options: { value: defaults },
   });
   Object.assign(factory, {
-    async begin<T>(fn: (session: S) => Promise<T> | T, opts: BeginOptions = {}): Promise<T> {
+    async begin<T>(fn: (session: Session) => Promise<T> | T, opts: BeginOptions = {}): Promise<T> {
       const { retry, ...overrides } = opts;
       const attempts = retry?.attempts ?? 1;
       if (!Number.isInteger(attempts) || attempts < 1) throw new ConfigError('retry.attempts', `must be an integer >= 1, got ${JSON.stringify(attempts)}`);
@@ -156,7 +159,7 @@ export function createFactory<S extends Session>(engine: Engine, defaults: Resol
   return factory;
 }
 
-async function runUnit<S extends Session, T>(session: S, fn: (session: S) => Promise<T> | T): Promise<T> {
+async function runUnit<T>(session: Session, fn: (session: Session) => Promise<T> | T): Promise<T> {
   try {
     return await session.run(async () => {
       const result = await fn(session);

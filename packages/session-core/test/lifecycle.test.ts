@@ -38,8 +38,11 @@ describe('rule 1: lazy', () => {
   it('the first query acquires one connection and issues BEGIN', async () => {
     const session = h.SessionLocal();
     const before = h.engine.stats().sessions.opened;
-    const [rows] = (await session.run(() => h.engine.sequelize.query('SELECT now() = statement_timestamp() AS fresh, txid_current_if_assigned() IS NULL AS none'))) as [Array<{ fresh: boolean }>, unknown];
-    // inside a transaction now() is the transaction start, so it differs from the statement time
+    const [rows] = (await session.run(async () => {
+      await h.engine.sequelize.query('SELECT txid_current_if_assigned() IS NULL AS none');
+      return h.engine.sequelize.query('SELECT now() = statement_timestamp() AS fresh');
+    })) as [Array<{ fresh: boolean }>, unknown];
+    // inside a transaction now() is the transaction start, so it differs from a later statement's time
     expect(rows[0]!.fresh).toBe(false);
     expect(session.inTransaction).toBe(true);
     expect(session.state).toBe('active');

@@ -1,8 +1,8 @@
-import type { Transaction } from 'sequelize';
 import type { PooledConnection } from '../engine.js';
 import { serial } from '../serial.js';
-import { applySettings, Session } from '../session.js';
+import type { Session } from '../session.js';
 import { createFactory, type SessionFactory } from '../sessionmaker.js';
+import { applySettings, type SessionTransport } from '../transport.js';
 
 /** A factory whose sessions are savepoints of one outer transaction; `reset()` undoes everything. */
 export interface TransactionalFactory extends SessionFactory {
@@ -30,45 +30,39 @@ export function transactionalFactory(SessionLocal: SessionFactory): Transactiona
     outer ??= SessionLocal();
     return outer;
   };
+  const savepoint = (session: Session) => `sl_test_${session.id}`;
 
-  class SavepointSession extends Session {
-    private get savepoint(): string {
-      return `sl_test_${this.id}`;
-    }
-
-    protected override async acquireAndBegin(): Promise<{ connection: PooledConnection }> {
+  const transport: SessionTransport = {
+    async open(session) {
       const root = outerSession();
       await root.transaction();
       const connection = root.heldConnection as PooledConnection;
       await serial(connection, async () => {
-        engine.log(`SAVEPOINT ${this.savepoint}`);
-        await connection.query(`SAVEPOINT ${this.savepoint}`);
-        if (this.options.settings) await applySettings(engine, connection, this.options.settings);
+        engine.log(`SAVEPOINT ${savepoint(session)}`);
+        await connection.query(`SAVEPOINT ${savepoint(session)}`);
+        if (session.options.settings) await applySettings(engine, connection, session.options.settings);
       });
       return { connection };
-    }
-
-    protected override async sendCommit(connection: PooledConnection, _tx: Transaction): Promise<void> {
+    },
+    async commit(session, connection) {
       // A real COMMIT checks deferred constraints; make RELEASE do the same, then restore their mode.
       await connection.query(`SAVEPOINT sl_check; SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK TO SAVEPOINT sl_check; RELEASE SAVEPOINT sl_check`).catch(async (error) => {
-        await connection.query(`ROLLBACK TO SAVEPOINT ${this.savepoint}; RELEASE SAVEPOINT ${this.savepoint}`);
+        await connection.query(`ROLLBACK TO SAVEPOINT ${savepoint(session)}; RELEASE SAVEPOINT ${savepoint(session)}`);
         throw error;
       });
-      engine.log(`RELEASE SAVEPOINT ${this.savepoint}`);
-      await connection.query(`RELEASE SAVEPOINT ${this.savepoint}`);
-    }
-
-    protected override async sendRollback(connection: PooledConnection, _tx: Transaction): Promise<void> {
-      engine.log(`ROLLBACK TO SAVEPOINT ${this.savepoint}`);
-      await connection.query(`ROLLBACK TO SAVEPOINT ${this.savepoint}; RELEASE SAVEPOINT ${this.savepoint}`);
-    }
-
-    protected override releaseConnection(): void {
+      engine.log(`RELEASE SAVEPOINT ${savepoint(session)}`);
+      await connection.query(`RELEASE SAVEPOINT ${savepoint(session)}`);
+    },
+    async rollback(session, connection) {
+      engine.log(`ROLLBACK TO SAVEPOINT ${savepoint(session)}`);
+      await connection.query(`ROLLBACK TO SAVEPOINT ${savepoint(session)}; RELEASE SAVEPOINT ${savepoint(session)}`);
+    },
+    release() {
       // the outer session owns the connection
-    }
-  }
+    },
+  };
 
-  const factory = createFactory(engine, SessionLocal.options, SavepointSession) as unknown as TransactionalFactory;
+  const factory = createFactory(engine, SessionLocal.options, transport) as unknown as TransactionalFactory;
   factory.reset = async () => {
     await outer?.rollback();
   };

@@ -1,0 +1,66 @@
+import type { Engine, PooledConnection } from './engine.js';
+import type { Session } from './session.js';
+
+/**
+ * How a session reaches the database: where its connection comes from and what beginning,
+ * committing, rolling back and releasing mean. The pool transport is the default; the testing
+ * helpers plug in a savepoint transport (sessions inside one outer transaction) instead.
+ */
+export interface SessionTransport {
+  /**
+   * Get a connection for `session` and begin. Return `pendingBegin` to leave BEGIN for the first
+   * statement to carry (one round trip fewer), or omit it once the transaction has begun.
+   */
+  open(session: Session): Promise<{ connection: PooledConnection; pendingBegin?: string }>;
+  commit(session: Session, connection: PooledConnection): Promise<void>;
+  rollback(session: Session, connection: PooledConnection): Promise<void>;
+  /** Give the connection back; `destroy` when it is broken or may carry session-level state. */
+  release(session: Session, connection: PooledConnection, destroy: boolean): void;
+}
+
+/** The BEGIN statement for a session's options. */
+export function beginStatement(options: { isolationLevel?: string | undefined; readOnly: boolean }): string {
+  let begin = 'BEGIN';
+  if (options.isolationLevel) begin += ` ISOLATION LEVEL ${options.isolationLevel}`;
+  if (options.readOnly) begin += ' READ ONLY';
+  return begin;
+}
+
+/** Sessions on pooled connections of their engine: BEGIN / COMMIT / ROLLBACK. */
+export const poolTransport: SessionTransport = {
+  async open(session) {
+    const { engine, options } = session;
+    const connection = await engine.acquire(options.readOnly);
+    const begin = beginStatement(options);
+    if (!options.settings) return { connection, pendingBegin: begin };
+    try {
+      engine.log(begin);
+      await connection.query(begin);
+      await applySettings(engine, connection, options.settings);
+    } catch (error) {
+      engine.release(connection, true);
+      throw error;
+    }
+    return { connection };
+  },
+  async commit(session, connection) {
+    session.engine.log('COMMIT');
+    await connection.query('COMMIT');
+  },
+  async rollback(session, connection) {
+    session.engine.log('ROLLBACK');
+    await connection.query('ROLLBACK');
+  },
+  release(session, connection, destroy) {
+    session.engine.release(connection, destroy);
+  },
+};
+
+/** Apply transaction-local settings with bound parameters. */
+export async function applySettings(engine: Engine, connection: PooledConnection, settings: Record<string, string>): Promise<void> {
+  const names = Object.keys(settings);
+  const calls = names.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(', ');
+  const values = names.flatMap((name) => [name, settings[name]]);
+  engine.log(`SELECT ${calls} -- ${names.join(', ')}`);
+  await connection.query({ text: `SELECT ${calls}`, values });
+}
