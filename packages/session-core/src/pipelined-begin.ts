@@ -24,7 +24,10 @@ class BeginThenQuery extends (pg.Query as unknown as new (text: string, values: 
   }
 
   override prepare(connection: PgConnection): void {
-    if (this.begin === undefined) return super.prepare(connection);
+    if (this.begin === undefined) {
+      super.prepare(connection);
+      return;
+    }
     connection.parse({ text: this.begin, name: '', types: [] });
     connection.bind({ portal: '', statement: '', values: [] });
     connection.execute({ portal: '', rows: 0 });
