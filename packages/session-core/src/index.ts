@@ -12,6 +12,8 @@ export {
   EngineDisposedError,
   CommitError,
   TransactionAbortedError,
+  TransactionEndedError,
+  NestedTransactionError,
   sqlState,
   type SessionLocalErrorCode,
 } from './errors.js';

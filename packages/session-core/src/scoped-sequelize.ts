@@ -109,11 +109,15 @@ function deferToSession(sequelize: Sequelize, savepoint: Internal, leave: () => 
   const parent = savepoint.parent;
   if (!parent) return;
   const rollback = savepoint.rollback.bind(savepoint);
+  // Sequelize 6 overwrites a transaction's `name` with its newest child savepoint's name
+  // (query-interface startTransaction/rollbackTransaction): keep this savepoint's own
+  const own = savepoint.name;
   Object.assign(savepoint, {
     async commit(): Promise<void> {
       if (savepoint.finished) throw new Error(`Transaction cannot be committed because it has been finished with state: ${savepoint.finished}`);
       leave();
-      const name = sequelize.getQueryInterface().quoteIdentifier(savepoint.name);
+      savepoint.name = own;
+      const name = sequelize.getQueryInterface().quoteIdentifier(own);
       await sequelize.query(`RELEASE SAVEPOINT ${name};`, { transaction: parent });
       savepoint.finished = 'commit';
       // up one level: they run after the real COMMIT, and are dropped if an enclosing unit rolls back
@@ -121,6 +125,7 @@ function deferToSession(sequelize: Sequelize, savepoint: Internal, leave: () => 
     },
     async rollback(): Promise<void> {
       leave();
+      savepoint.name = own;
       await rollback();
     },
   });

@@ -343,8 +343,7 @@ export class Session {
     if (!managed) return () => undefined;
     const innermost = this.units.length > 0 ? this.units[this.units.length - 1] : this.tx;
     if (parent !== innermost) throw NestedTransactionError.concurrent(this.id);
-    const placeholder = parent; // keeps the slot until the unit's Transaction exists
-    this.units.push(placeholder);
+    this.units.push({} as Transaction); // keeps the slot until the unit's Transaction exists
     const slot = this.units.length - 1;
     return (unit?: Transaction) => {
       if (unit) {
