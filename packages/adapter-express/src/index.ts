@@ -1,21 +1,24 @@
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Session } from '@sessionlocal/session-core';
 import {
   checkRequestSessionOptions,
   openRequestScope,
   reopenRequestScope,
+  reportCommitFailure,
+  requestProperty,
+  responseHolder,
   runListenersInScope,
   runOutsideSession,
   type RequestScope,
   type RequestSessionOptions,
   type RouteSessionOptions,
-  type Session,
-} from '@sessionlocal/session-core';
+} from '@sessionlocal/session-core/adapter';
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
   namespace Express {
     interface Request {
-      /** The request's database session (`null` on a route opted out with `sessionLocal.route(false)`). */
+      /** The request's database session (reading it on a route opted out with `sessionLocal.route(false)` throws `NoActiveSessionError`). */
       db: Session;
     }
   }
@@ -25,132 +28,93 @@ declare global {
 export type SessionLocalOptions = RequestSessionOptions<Request>;
 /** `false` opts a route out; an object changes `commitWhen`, `finish`, `settings`, `readOnly` for it. */
 export type SessionLocalRouteOptions = RouteSessionOptions<Request>;
+/** The same options under the name pattern shared by the three adapters. */
+export type ExpressSessionLocalOptions = SessionLocalOptions;
 
 interface RequestState {
   options: SessionLocalOptions;
   scope: RequestScope | undefined;
 }
 
-const STATE = Symbol('sessionlocal.express');
-const WRITES = ['writeHead', 'flushHeaders', 'write', 'end'] as const;
-type Write = (typeof WRITES)[number];
+const STATES = Symbol('sessionlocal.express');
+type WithStates = Request & { [STATES]?: RequestState[] };
 
 /**
  * Express middleware: one lazily opened database session per request as `req.db`, committed
  * before the response when the status passes `commitWhen`, rolled back otherwise, always closed.
+ * Mount `sessionLocal.errors()` before your error handlers so that a thrown error rolls back
+ * whatever status they answer.
  * @example
  * app.use(sessionLocal({ factory: SessionLocal }));
  * app.use(express.json());
  * app.post('/items', async (req, res) => res.status(201).json(await Item.create(req.body)));
+ * app.use(sessionLocal.errors());
  */
 export function sessionLocal(options: SessionLocalOptions): RequestHandler {
   checkRequestSessionOptions(options);
-  const holdResponse = responseHolder();
+  const hold = responseHolder();
+  const name = options.name ?? 'db';
   return function sessionLocalMiddleware(req: Request, res: Response, next: NextFunction): void {
     const state: RequestState = { options, scope: undefined };
-    (req as Request & { [STATE]?: RequestState })[STATE] = state;
+    ((req as WithStates)[STATES] ??= []).push(state);
     runListenersInScope(req, () => state.scope);
-    holdResponse(res, state);
-    enter(state, req, res, openRequestScope(options, req), next);
+    hold(res, () => state.scope, (result) => reportCommitFailure(options, req, result, (error) => report(req, error)));
+    enter(state, name, req, res, openRequestScope(options, req), next);
   };
 }
 
 /**
- * Per-route options, as a route middleware after `app.use(sessionLocal(...))`.
+ * Per-route options, as a route middleware after `app.use(sessionLocal(...))` (applies to every registration).
  * @example
  * app.get('/ping', sessionLocal.route(false), (req, res) => res.json({ pong: true }));
  * app.get('/report', sessionLocal.route({ readOnly: () => true }), report);
  */
 sessionLocal.route = function route(routeOptions: SessionLocalRouteOptions): RequestHandler {
   return function sessionLocalRoute(req: Request, res: Response, next: NextFunction): void {
-    const state = (req as Request & { [STATE]?: RequestState })[STATE];
-    if (!state) {
-      next(new Error('sessionLocal.route() needs app.use(sessionLocal({ factory })) before the route.'));
-      return;
-    }
-    let scope: RequestScope | undefined;
+    const states = (req as WithStates)[STATES];
+    if (!states) return next(new Error('sessionLocal.route() needs app.use(sessionLocal({ factory })) before the route.'));
     try {
-      scope = reopenRequestScope(state.scope, state.options, req, routeOptions);
+      for (const state of states) state.scope = reopenRequestScope(state.scope, state.options, req, routeOptions);
     } catch (error) {
-      next(error);
-      return;
+      return next(error);
     }
-    enter(state, req, res, scope, next);
+    let run = () => next();
+    for (const state of states) {
+      const inner = run;
+      requestProperty(req, state.options.name ?? 'db', state.scope?.session);
+      run = () => (state.scope ? state.scope.watch(res).run(inner) : runOutsideSession(state.options.factory, inner));
+    }
+    run();
   };
 };
 
-function enter(state: RequestState, req: Request, res: Response, scope: RequestScope | undefined, next: NextFunction): void {
+/**
+ * Error middleware: a handler's error (thrown, or passed to `next(err)`) rolls the request back
+ * whatever status your error handler then answers. Mount it after the routes, before your error handlers.
+ * @example
+ * app.use(sessionLocal.errors());
+ * app.use((err, req, res, next) => res.status(500).json({ error: 'internal' }));
+ */
+sessionLocal.errors = function errors(): ErrorRequestHandler {
+  return function sessionLocalErrors(error: unknown, req: Request, _res: Response, next: NextFunction): void {
+    for (const state of (req as WithStates)[STATES] ?? []) state.scope?.fail(error);
+    next(error);
+  };
+};
+
+/** The same middleware under the name pattern shared by the three adapters. */
+export const expressSessionLocal = sessionLocal;
+
+function enter(state: RequestState, name: string, req: Request, res: Response, scope: RequestScope | undefined, next: NextFunction): void {
   state.scope = scope;
-  req.db = (scope?.session ?? null) as Session;
+  requestProperty(req, name, scope?.session);
   if (scope) scope.watch(res).run(() => next());
   else runOutsideSession(state.options.factory, () => next());
 }
 
-/** Per-response state of the held writes. */
-interface Hold {
-  state: RequestState;
-  readonly original: Pick<Response, Write>;
-  held: Array<[Write, unknown[]]> | undefined;
-  mode: 'idle' | 'hold' | 'done' | 'discard';
-}
-
-/**
- * Commit before the status line: the first `writeHead`/`flushHeaders`/`write`/`end` is held
- * (with every call after it) until the scope has ended, then replayed in order, or replaced by
- * the error response when COMMIT failed. One set of wrappers per middleware (not per response),
- * under its own key, so that two `sessionLocal` middlewares (two engines) chain.
- */
-function responseHolder(): (res: Response, state: RequestState) => void {
-  const HOLD = Symbol('sessionlocal.hold');
-  type HeldResponse = Response & { [HOLD]: Hold };
-  const wrappers = Object.fromEntries(
-    WRITES.map((name) => [
-      name,
-      function heldWrite(this: HeldResponse, ...args: unknown[]): unknown {
-        const hold = this[HOLD];
-        const scope = hold.state.scope;
-        // nothing to hold: no session, one that ends after the response, or one that never queried
-        if (hold.mode === 'idle' && (scope?.finish !== 'before-response' || scope.endIfUntouched())) hold.mode = 'done';
-        if (hold.mode === 'done') return (hold.original[name] as (...a: unknown[]) => unknown).apply(this, args);
-        if (hold.mode === 'discard') return name === 'write' ? true : this;
-        (hold.held ??= []).push([name, args]);
-        if (hold.mode === 'idle') {
-          hold.mode = 'hold';
-          void release(this, hold, scope!, name === 'writeHead' && typeof args[0] === 'number' ? args[0] : this.statusCode);
-        }
-        return name === 'write' ? false : this;
-      },
-    ]),
-  );
-  return (res, state) => {
-    const mounted = (res as HeldResponse)[HOLD];
-    if (mounted) {
-      mounted.state = state; // the same middleware mounted twice: its latest scope is the request's
-      return;
-    }
-    (res as HeldResponse)[HOLD] = { state, original: { writeHead: res.writeHead, flushHeaders: res.flushHeaders, write: res.write, end: res.end }, held: undefined, mode: 'idle' };
-    Object.assign(res, wrappers);
-  };
-}
-
-async function release(res: Response, hold: Hold, scope: RequestScope, status: number): Promise<void> {
-  const { original } = hold;
-  const { response } = await scope.end({ status });
-  hold.mode = 'done';
-  if (response && !res.headersSent) {
-    for (const header of res.getHeaderNames()) res.removeHeader(header);
-    res.statusCode = response.status;
-    for (const [header, value] of Object.entries({ ...response.headers, 'content-type': 'application/json; charset=utf-8' })) res.setHeader(header, value);
-    (original.end as (body: string) => Response).call(res, JSON.stringify(response.body));
-    hold.mode = 'discard';
-    return;
-  }
-  let writable = true;
-  const held = hold.held ?? [];
-  hold.held = undefined;
-  for (const [name, args] of held) {
-    const result = (original[name] as (...a: unknown[]) => unknown).apply(res, args);
-    if (name === 'write') writable = result as boolean;
-  }
-  if (writable && !res.writableEnded) res.emit('drain');
+/** Express has no error channel of its own outside the request: the app's 'error' listeners, else stderr. */
+function report(req: Request, error: unknown): void {
+  const app = req.app as unknown as { listenerCount?(event: string): number; emit?(event: string, ...args: unknown[]): boolean } | undefined;
+  if (app?.listenerCount && app.listenerCount('error') > 0) app.emit?.('error', error, req);
+  else console.error('sessionlocal: COMMIT failed; the client got 500 instead of the handler response:', error);
 }

@@ -4,6 +4,7 @@ import { CALLBACK_JSON, runConformanceSuite, type HandlerResult } from '@session
 import { sessionLocal } from '../src/index.js';
 
 function reply(res: Response, result: HandlerResult): void {
+  if ('responded' in result) return;
   res.status(result.status);
   if (result.headers) res.set(result.headers);
   if ('stream' in result) result.stream.pipe(res);
@@ -14,6 +15,7 @@ runConformanceSuite({
   name: 'express',
   async createApp(kit) {
     const app = express();
+    app.on('error', (error: unknown) => kit.onError(error)); // where the adapter reports a failed COMMIT
     // the adapter goes first: the session must survive express.json() (it continues from stream events)
     app.use(sessionLocal(kit.options));
     app.use(express.json({ limit: '1mb' }));
@@ -27,12 +29,27 @@ runConformanceSuite({
     for (const route of kit.routes) {
       const routeMiddleware = route.session === undefined ? [] : [sessionLocal.route(route.session)];
       app[route.method === 'GET' ? 'get' : 'post'](route.path, ...routeMiddleware, async (req, res) => {
-        reply(res, await route.handler({ db: req.db, body: req.body, headers: req.headers, query: req.query as Record<string, unknown> }));
+        const result = await route.handler({
+          get db() {
+            return req.db;
+          },
+          body: req.body,
+          headers: req.headers,
+          query: req.query as Record<string, unknown>,
+          respond: (r) => reply(res, r),
+          hijack: () => res,
+          raw: res,
+        });
+        reply(res, result);
       });
     }
-    app.use((error: unknown, _req: express.Request, _res: express.Response, next: express.NextFunction) => {
+    // a thrown error rolls back whatever the error handlers below answer
+    app.use(sessionLocal.errors());
+    app.use((error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
       kit.onError(error);
-      next(error);
+      const answerWith = (error as { answerWith?: number } | null)?.answerWith;
+      if (typeof answerWith === 'number' && !res.headersSent) res.status(answerWith).json({ handled: true });
+      else next(error);
     });
     return kit.listen(http.createServer(app));
   },

@@ -1,10 +1,22 @@
 import type { FastifyInstance, FastifyPluginCallback, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { checkRequestSessionOptions, openRequestScope, type RequestScope, type RequestSessionOptions, type RouteSessionOptions, type Session } from '@sessionlocal/session-core';
+import type { Session } from '@sessionlocal/session-core';
+import {
+  checkRequestSessionOptions,
+  openRequestScope,
+  renderHttpError,
+  reportCommitFailure,
+  requestProperty,
+  responseHolder,
+  type RequestScope,
+  type RequestSessionOptions,
+  type RouteSessionOptions,
+} from '@sessionlocal/session-core/adapter';
+import { ConfigError } from '@sessionlocal/session-core';
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The request's database session (`null` on a route with `config: { sessionLocal: false }`). */
+    /** The request's database session (reading it on a route with `config: { sessionLocal: false }` throws `NoActiveSessionError`). */
     db: Session;
   }
   interface FastifyContextConfig {
@@ -18,18 +30,23 @@ export type FastifySessionLocalOptions = RequestSessionOptions<FastifyRequest>;
 /** Route `config.sessionLocal`: `false` opts a route out; an object changes `commitWhen`, `finish`, `settings`, `readOnly`. */
 export type FastifySessionLocalRouteOptions = RouteSessionOptions<FastifyRequest>;
 
-const scopes = new WeakMap<FastifyRequest, RequestScope>();
-
 const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: FastifyInstance, options, done) => {
   checkRequestSessionOptions(options);
-  fastify.decorateRequest('db', null as unknown as Session);
+  const name = options.name ?? 'db';
+  if (fastify.hasRequestDecorator(name)) {
+    throw new ConfigError('name', `request.${name} is already registered: give this registration (another engine) its own name, e.g. { name: 'reportsDb' }`);
+  }
+  fastify.decorateRequest(name, null);
+  const scopes = new WeakMap<FastifyRequest, RequestScope>();
+  const hold = responseHolder();
 
-  // Open the scope and run the rest of the request in it.
+  // Open the scope and run the rest of the request in it; a hijacked reply's raw writes wait for COMMIT.
   fastify.addHook('onRequest', (request, reply, next) => {
     const scope = openRequestScope(options, request, request.routeOptions.config.sessionLocal);
+    requestProperty(request, name, scope?.session);
     if (!scope) return next();
     scopes.set(request, scope);
-    request.db = scope.session;
+    hold(reply.raw, () => scope, (result) => reportCommitFailure(options, request, result, (error) => request.log.error({ err: error }, 'sessionlocal: COMMIT failed')));
     scope.watch(reply.raw);
     scope.run(next);
   });
@@ -53,13 +70,16 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
   fastify.addHook('onSend', (request, reply, payload, next) => {
     const scope = scopes.get(request);
     if (!scope || scope.finish === 'after-response' || scope.endIfUntouched()) return next(null, payload);
-    scope.end({ status: reply.statusCode }).then(({ response }) => {
+    scope.end({ status: reply.statusCode }).then((result) => {
+      const { response } = result;
       if (!response) return next(null, payload);
+      reportCommitFailure(options, request, result, (error) => request.log.error({ err: error }, 'sessionlocal: COMMIT failed'));
       const stream = payload as { destroy?: () => void } | null;
       if (typeof stream?.destroy === 'function') stream.destroy();
+      const rendered = renderHttpError(response);
       for (const header of Object.keys(reply.getHeaders())) reply.removeHeader(header);
-      reply.code(response.status).headers({ ...response.headers, 'content-type': 'application/json; charset=utf-8' });
-      next(null, JSON.stringify(response.body));
+      reply.code(rendered.status).headers(rendered.headers);
+      next(null, rendered.body);
     }, next);
   });
 
@@ -69,7 +89,8 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
 /**
  * Fastify plugin: one lazily opened database session per request as `request.db`, committed in
  * `onSend` (before the status line) when the status passes `commitWhen`, rolled back otherwise,
- * always closed. Per route: `config: { sessionLocal: false | { ...options } }`.
+ * always closed. Per route: `config: { sessionLocal: false | { ...options } }`. Register it once
+ * per engine, each with its own `name`.
  * @example
  * await app.register(fastifySessionLocal, { factory: SessionLocal });
  * app.post('/items', async (request, reply) => reply.code(201).send(await Item.create(request.body)));

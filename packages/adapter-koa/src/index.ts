@@ -1,19 +1,22 @@
 import { Readable } from 'node:stream';
 import type { Context, Middleware, Next } from 'koa';
+import type { Session } from '@sessionlocal/session-core';
 import {
   checkRequestSessionOptions,
   openRequestScope,
   reopenRequestScope,
+  reportCommitFailure,
+  requestProperty,
+  responseHolder,
   runOutsideSession,
   type RequestScope,
   type RequestSessionOptions,
   type RouteSessionOptions,
-  type Session,
-} from '@sessionlocal/session-core';
+} from '@sessionlocal/session-core/adapter';
 
 declare module 'koa' {
   interface DefaultContext {
-    /** The request's database session (`null` on a route opted out with `sessionLocal.route(false)`). */
+    /** The request's database session (reading it on a route opted out with `sessionLocal.route(false)` throws `NoActiveSessionError`). */
     db: Session;
   }
 }
@@ -22,18 +25,22 @@ declare module 'koa' {
 export type SessionLocalOptions = RequestSessionOptions<Context>;
 /** `false` opts a route out; an object changes `commitWhen`, `finish`, `settings`, `readOnly` for it. */
 export type SessionLocalRouteOptions = RouteSessionOptions<Context>;
+/** The same options under the name pattern shared by the three adapters. */
+export type KoaSessionLocalOptions = SessionLocalOptions;
 
 interface RequestState {
   options: SessionLocalOptions;
   scope: RequestScope | undefined;
 }
 
-const STATE = Symbol('sessionlocal.koa');
+const STATES = Symbol('sessionlocal.koa');
+type WithStates = Context & { [STATES]?: RequestState[] };
 
 /**
  * Koa middleware: one lazily opened database session per request as `ctx.db`, committed after
  * the downstream middleware and before Koa writes the response when the status passes
- * `commitWhen`, rolled back otherwise (errors are rethrown to Koa), always closed.
+ * `commitWhen`, rolled back otherwise (errors are rethrown to Koa), always closed. Mount it
+ * inside (after) your error-handling middleware: an error it catches is then already rolled back.
  * @example
  * app.use(sessionLocal({ factory: SessionLocal }));
  * app.use(bodyParser());
@@ -41,16 +48,20 @@ const STATE = Symbol('sessionlocal.koa');
  */
 export function sessionLocal(options: SessionLocalOptions): Middleware {
   checkRequestSessionOptions(options);
+  const hold = responseHolder();
+  const name = options.name ?? 'db';
   return async function sessionLocalMiddleware(ctx: Context, next: Next): Promise<void> {
     const state: RequestState = { options, scope: undefined };
-    (ctx as Context & { [STATE]?: RequestState })[STATE] = state;
+    ((ctx as WithStates)[STATES] ??= []).push(state);
+    // raw writes (`ctx.respond = false`) and Koa's own write wait for COMMIT, and run in the scope
+    hold(ctx.res, () => state.scope, (result) => reportCommitFailure(options, ctx, result, (error) => ctx.app.emit('error', error, ctx)));
     try {
-      await enter(state, ctx, openRequestScope(options, ctx), next);
+      await enter(state, name, ctx, openRequestScope(options, ctx), next);
     } catch (error) {
       await state.scope?.end({ status: 500, error });
       throw error;
     }
-    await finish(ctx, state.scope);
+    await finish(ctx, state);
   };
 }
 
@@ -62,35 +73,46 @@ export function sessionLocal(options: SessionLocalOptions): Middleware {
  */
 sessionLocal.route = function route(routeOptions: SessionLocalRouteOptions): Middleware {
   return function sessionLocalRoute(ctx: Context, next: Next): Promise<void> {
-    const state = (ctx as Context & { [STATE]?: RequestState })[STATE];
-    if (!state) throw new Error('sessionLocal.route() needs app.use(sessionLocal({ factory })) before the router.');
-    return enter(state, ctx, reopenRequestScope(state.scope, state.options, ctx, routeOptions), next);
+    const states = (ctx as WithStates)[STATES];
+    if (!states) throw new Error('sessionLocal.route() needs app.use(sessionLocal({ factory })) before the router.');
+    const state = states[states.length - 1] as RequestState;
+    return enter(state, state.options.name ?? 'db', ctx, reopenRequestScope(state.scope, state.options, ctx, routeOptions), next);
   };
 };
 
-function enter(state: RequestState, ctx: Context, scope: RequestScope | undefined, next: Next): Promise<void> {
+/** The same middleware under the name pattern shared by the three adapters. */
+export const koaSessionLocal = sessionLocal;
+
+function enter(state: RequestState, name: string, ctx: Context, scope: RequestScope | undefined, next: Next): Promise<void> {
   state.scope = scope;
-  ctx.db = (scope?.session ?? null) as Session;
+  requestProperty(ctx, name, scope?.session);
   if (!scope) return runOutsideSession(state.options.factory, next);
   scope.watch(ctx.res);
   return scope.run(next);
 }
 
 /** Commit before Koa writes the status line; on a failed COMMIT answer the error response instead. */
-async function finish(ctx: Context, scope: RequestScope | undefined): Promise<void> {
+async function finish(ctx: Context, state: RequestState): Promise<void> {
+  const scope = state.scope;
   if (!scope) return;
-  // Koa pipes the body after this middleware returned: keep the stream's reads in the session
-  if (scope.finish === 'after-response') {
-    if (ctx.body instanceof Readable) scope.bindReads(ctx.body);
-    return;
-  }
-  if (scope.endIfUntouched()) return;
-  const { response } = await scope.end({ status: ctx.status });
-  if (!response) return;
+  // Koa pipes a stream body after this middleware returned: its reads run in the scope (in the
+  // session with 'after-response', where statements throw SessionClosedError otherwise)
+  if (ctx.body instanceof Readable) scope.bindReads(ctx.body);
+  if (scope.finish === 'after-response' || scope.endIfUntouched()) return;
+  // a JSON body is serialized now, inside the transaction (expired instances read after COMMIT throw)
+  if (ctx.respond !== false && isJsonBody(ctx.body)) ctx.body = JSON.stringify(ctx.body);
+  const result = await scope.end({ status: ctx.status });
+  const { response } = result;
+  if (!response || ctx.respond === false) return; // a raw response was held and answered by the holder
+  reportCommitFailure(state.options, ctx, result, (error) => ctx.app.emit('error', error, ctx));
   const body = ctx.body as { destroy?: () => void } | null | undefined;
   if (typeof body?.destroy === 'function') body.destroy();
   for (const header of ctx.res.getHeaderNames()) ctx.remove(header);
   ctx.status = response.status;
   ctx.set(response.headers);
   ctx.body = response.body;
+}
+
+function isJsonBody(body: unknown): boolean {
+  return body !== null && typeof body === 'object' && !Buffer.isBuffer(body) && !(body instanceof Readable);
 }

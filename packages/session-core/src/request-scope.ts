@@ -19,10 +19,18 @@ export interface RequestSessionOptions<Req> {
   settings?: (req: Req) => Record<string, string> | undefined;
   /** Per-request read-only session. */
   readOnly?: (req: Req) => boolean;
+  /** The request property the session is on (default `'db'`): give a second registration (another engine) its own. */
+  name?: string;
+  /**
+   * Told when COMMIT failed and the client got the error response instead of the handler's
+   * (default: the framework's own error reporting: Fastify `request.log.error`, Koa
+   * `app.emit('error')`, Express `app.emit('error')` when the app listens, else `console.error`).
+   */
+  onCommitError?: (error: unknown, req: Req) => void;
 }
 
 /** Per-route control: `false` opts the route out of the session; an object changes the options. */
-export type RouteSessionOptions<Req> = false | Partial<Omit<RequestSessionOptions<Req>, 'factory'>>;
+export type RouteSessionOptions<Req> = false | Partial<Omit<RequestSessionOptions<Req>, 'factory' | 'name' | 'onCommitError'>>;
 
 /** The part of Node's `ServerResponse` a scope watches. */
 export interface ResponseLike {
@@ -127,6 +135,11 @@ export class RequestScope {
     this.session.abort(reason);
   }
 
+  /** True once `end()` (or `endIfUntouched()`) has decided the outcome. */
+  get settled(): boolean {
+    return this.ending !== undefined;
+  }
+
   get aborted(): boolean {
     return this.session.abortRequested;
   }
@@ -164,8 +177,8 @@ export class RequestScope {
     try {
       const error = outcome.error ?? this.failure;
       if (error !== undefined) return { committed: false, error };
-      // a closed session (the handler closed it) reads as aborted: nothing left to commit
-      if (this.aborted || !this.commitWhen(outcome.status)) return { committed: false };
+      // the handler closed the session itself (an explicit rollback): its response stands, nothing to commit
+      if (session.state === 'closed' || this.aborted || !this.commitWhen(outcome.status)) return { committed: false };
       await session.commit();
       return { committed: true };
     } catch (error) {
@@ -238,10 +251,26 @@ export function checkRequestSessionOptions<Req>(options: RequestSessionOptions<R
   if (options.finish !== undefined && options.finish !== 'before-response' && options.finish !== 'after-response') {
     throw new SessionLocalConfigError('finish', `must be 'before-response' or 'after-response', got ${JSON.stringify(options.finish)}`);
   }
-  for (const key of ['commitWhen', 'settings', 'readOnly'] as const) {
+  if (options.name !== undefined && (typeof options.name !== 'string' || !/^[A-Za-z_$][\w$]*$/.test(options.name))) {
+    throw new SessionLocalConfigError('name', `must be a property name such as 'db' or 'reportsDb', got ${JSON.stringify(options.name)}`);
+  }
+  for (const key of ['commitWhen', 'settings', 'readOnly', 'onCommitError'] as const) {
     if (options[key] !== undefined && typeof options[key] !== 'function') throw new SessionLocalConfigError(key, 'must be a function');
   }
   return options;
+}
+
+/**
+ * Report a failed COMMIT (the client got `result.response` instead of the handler's answer) to
+ * `options.onCommitError`, else to `fallback` (the framework's own error reporting).
+ */
+export function reportCommitFailure<Req>(options: RequestSessionOptions<Req>, req: Req, result: RequestResult, fallback: (error: unknown) => void): void {
+  if (!result.response || result.error === undefined) return;
+  try {
+    (options.onCommitError ?? fallback)(result.error, req);
+  } catch {
+    // reporting must never break the response
+  }
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, Server } from 'node:http';
+import type { IncomingHttpHeaders, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { RequestSessionOptions, RouteSessionOptions } from '../request-scope.js';
@@ -11,15 +11,24 @@ export interface RequestLike {
 
 /** The framework-neutral view of a request that a scenario handler gets. */
 export interface HandlerContext {
-  /** `req.db` / `ctx.db` / `request.db` (`null` or `undefined` on an opted-out route). */
-  db: Session | null | undefined;
+  /** `req.db` / `ctx.db` / `request.db`, read when used (on an opted-out route reading it throws `NoActiveSessionError`). */
+  readonly db: Session | null | undefined;
   body: unknown;
   headers: IncomingHttpHeaders;
   query: Record<string, unknown>;
+  /** Answer now, the framework's own way (Express `res.status().json()`, Koa `ctx.status`/`ctx.body`, Fastify `reply.code().send()`); the handler goes on. */
+  respond(result: JsonResult): void;
+  /** Take the response over: Express `res`, Koa `ctx.respond = false` + `ctx.res`, Fastify `reply.hijack()` + `reply.raw`. */
+  hijack(): ServerResponse;
+  /** Node's response, not taken over (to listen for 'finish'). */
+  readonly raw: ServerResponse;
 }
 
-/** A JSON reply, or a streamed one (`stream` piped to the client). */
-export type HandlerResult = { status: number; headers?: Record<string, string>; body?: unknown } | { status: number; headers?: Record<string, string>; stream: Readable };
+/** A JSON reply. */
+export type JsonResult = { status: number; headers?: Record<string, string>; body?: unknown };
+
+/** A JSON reply, a streamed one (`stream` piped to the client), or `{ responded: true }` when the handler answered itself (`respond`, `hijack`). */
+export type HandlerResult = JsonResult | { status: number; headers?: Record<string, string>; stream: Readable } | { responded: true };
 
 export type Handler = (ctx: HandlerContext) => Promise<HandlerResult>;
 
@@ -38,7 +47,11 @@ export interface ConformanceKit {
   options: RequestSessionOptions<RequestLike>;
   /** Install a JSON body parser after the adapter, then these routes. A thrown handler error goes to the framework. */
   routes: ConformanceRoute[];
-  /** Call it from the framework's own error handling with each error, then let the framework answer as it does by default. */
+  /**
+   * Call it from the framework's own error handling with each error. Then, when the error has a
+   * numeric `answerWith`, answer that status with JSON `{ handled: true }` (an app error handler
+   * that answers 2xx); else let the framework answer as it does by default.
+   */
   onError(error: unknown): void;
   /**
    * Requests with content-type `CALLBACK_JSON` must be read with this (installed after the adapter):

@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QueryTypes } from 'sequelize';
 import { expect } from 'vitest';
-import { PoolTimeoutError, sqlState } from '../errors.js';
+import { NoActiveSessionError, PoolTimeoutError, sqlState } from '../errors.js';
 import type { RequestSessionOptions } from '../request-scope.js';
 import { Session } from '../session.js';
 import { sessionmaker, type SessionFactory } from '../sessionmaker.js';
@@ -405,7 +405,13 @@ export const scenarios: Scenario[] = [
           session: false,
           handler: async (ctx) => {
             const [row] = await sql(factory, `SELECT now() = statement_timestamp() AS autocommit`);
-            return { status: 200, body: { noSession: ctx.db == null, noCurrent: factory.currentOrUndefined() === undefined, autocommit: row!.autocommit } };
+            let noSession = false;
+            try {
+              void ctx.db;
+            } catch (error) {
+              noSession = error instanceof NoActiveSessionError;
+            }
+            return { status: 200, body: { noSession, noCurrent: factory.currentOrUndefined() === undefined, autocommit: row!.autocommit } };
           },
         },
       ]);

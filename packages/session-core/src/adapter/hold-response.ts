@@ -1,0 +1,163 @@
+import type { ServerResponse } from 'node:http';
+import type { HttpError, RequestResult, RequestScope } from '../request-scope.js';
+
+const WRITES = ['writeHead', 'flushHeaders', 'write', 'end'] as const;
+type Write = (typeof WRITES)[number];
+type Method = (...args: unknown[]) => unknown;
+
+/** Per-response state of the held writes (one per holder: two registrations chain). */
+interface Hold {
+  scope: () => RequestScope | undefined;
+  readonly original: Record<Write | 'setHeader', Method>;
+  held: Array<[Write, unknown[]]> | undefined;
+  /** `idle`: nothing written yet; `hold`: writes wait for the scope to end; `done`: pass through; `discard`: an error response replaced the handler's. */
+  mode: 'idle' | 'hold' | 'done' | 'discard';
+  /** The handler ended its response while it was held: later writes are refused as Node refuses writes after `end`. */
+  ended: boolean;
+  status: number;
+  /** The status came from a held `writeHead(status)`. */
+  headStatus: boolean;
+  headers: Record<string, number | string | string[] | undefined> | undefined;
+  /** `socket.destroy()` asked for while the finished response was held (Express's finalhandler after a late throw). */
+  destroyAfter: { error?: Error } | undefined;
+  onResult: ((result: RequestResult) => void) | undefined;
+}
+
+/**
+ * Rule 2 for responses written on Node's `ServerResponse` (Express `res`, a hijacked Fastify
+ * `reply.raw`, Koa `ctx.res` with `ctx.respond = false`): the first `writeHead`/`flushHeaders`/
+ * `write`/`end` is held (with every call after it) until the request scope has ended, then
+ * replayed in order with the status and headers as they were when the handler wrote them, or
+ * replaced by the error response when COMMIT failed (then the handler's further writes are
+ * dropped and a writer waiting for 'drain' is released). Once the handler has ended its response,
+ * `headersSent` reads true and setting headers throws `ERR_HTTP_HEADERS_SENT`, as without a hold.
+ * Writes made after the scope ended pass through, inside the scope (so listeners of the write,
+ * e.g. `res.on('finish')`, run where statements throw `SessionClosedError`).
+ * @param onResult called with the scope's result when the hold ended it (error reporting).
+ */
+export function responseHolder(): (res: ServerResponse, scope: () => RequestScope | undefined, onResult?: (result: RequestResult) => void) => void {
+  const HOLD = Symbol('sessionlocal.hold');
+  type HeldResponse = ServerResponse & { [HOLD]: Hold };
+  const wrappers: Record<string, Method> = {};
+  for (const name of WRITES) {
+    wrappers[name] = function heldWrite(this: HeldResponse, ...args: unknown[]): unknown {
+      const hold = this[HOLD];
+      const scope = hold.scope();
+      if (hold.mode === 'idle') {
+        // nothing to hold: no session, one that ends after the response, one already ended, or one that never queried
+        if (!scope || scope.finish !== 'before-response' || scope.settled || scope.endIfUntouched()) hold.mode = 'done';
+      }
+      if (hold.mode === 'done') return scope ? scope.run(() => hold.original[name]!.apply(this, args)) : hold.original[name]!.apply(this, args);
+      if (hold.mode === 'discard' || hold.ended) return name === 'write' ? false : this;
+      (hold.held ??= []).push([name, args]);
+      const first = hold.mode === 'idle';
+      if (name === 'writeHead' && typeof args[0] === 'number') {
+        hold.status = args[0];
+        hold.headStatus = true;
+      } else if (first || (name === 'end' && !hold.headStatus)) {
+        hold.status = this.statusCode;
+      }
+      if (name === 'end') {
+        hold.ended = true;
+        hold.headers = this.getHeaders();
+        deferDestroy(this, hold);
+      }
+      if (first) {
+        hold.mode = 'hold';
+        // the first byte decides: the status the handler has set now is the request's outcome
+        void release(this, hold, scope as RequestScope, hold.status);
+      }
+      return name === 'write' ? false : this;
+    };
+  }
+  wrappers.setHeader = function heldSetHeader(this: HeldResponse, ...args: unknown[]): unknown {
+    const hold = this[HOLD];
+    if (hold.ended && hold.mode === 'hold') {
+      throw Object.assign(new Error('Cannot set headers after they are sent to the client'), { code: 'ERR_HTTP_HEADERS_SENT' });
+    }
+    return hold.original.setHeader.apply(this, args);
+  };
+  return (res, scope, onResult) => {
+    const mounted = (res as HeldResponse)[HOLD];
+    if (mounted) {
+      mounted.scope = scope; // the same holder mounted twice: its latest scope is the request's
+      mounted.onResult = onResult;
+      return;
+    }
+    const original = Object.fromEntries([...WRITES, 'setHeader'].map((name) => [name, (res as unknown as Record<string, Method>)[name]])) as Hold['original'];
+    const hold: Hold = { scope, original, held: undefined, mode: 'idle', ended: false, status: 200, headStatus: false, headers: undefined, destroyAfter: undefined, onResult };
+    (res as HeldResponse)[HOLD] = hold;
+    Object.assign(res, wrappers);
+    Object.defineProperty(res, 'headersSent', {
+      configurable: true,
+      get(this: HeldResponse) {
+        const own = this[HOLD];
+        return (own.ended && own.mode === 'hold') || Boolean((this as unknown as { _header?: unknown })._header);
+      },
+    });
+  };
+}
+
+/** While the finished response is held, a `socket.destroy()` waits until it has been written. */
+function deferDestroy(res: ServerResponse, hold: Hold): void {
+  const socket = res.socket as unknown as { destroy: (error?: Error) => unknown } | null;
+  if (!socket) return;
+  const destroy = socket.destroy;
+  socket.destroy = function deferredDestroy(this: unknown, error?: Error) {
+    if (hold.mode !== 'hold') return destroy.call(this, error);
+    hold.destroyAfter = { error };
+    return this;
+  };
+  hold.destroyAfter = undefined;
+  const restore = () => {
+    socket.destroy = destroy;
+  };
+  (hold as Hold & { restoreDestroy?: () => void }).restoreDestroy = restore;
+}
+
+async function release(res: ServerResponse, hold: Hold, scope: RequestScope, status: number): Promise<void> {
+  const result = await scope.end({ status });
+  hold.onResult?.(result);
+  const { response } = result;
+  hold.mode = 'done';
+  const restoreDestroy = (hold as Hold & { restoreDestroy?: () => void }).restoreDestroy;
+  const finish = () => {
+    restoreDestroy?.();
+    if (hold.destroyAfter) res.socket?.destroy(hold.destroyAfter.error);
+  };
+  const { original } = hold;
+  const held = hold.held ?? [];
+  hold.held = undefined;
+  if (response && !(res as unknown as { _header?: unknown })._header) {
+    writeError(res, original, response);
+    hold.mode = 'discard';
+    res.emit('drain'); // a writer waiting for 'drain' goes on; its writes are dropped
+    finish();
+    return;
+  }
+  if (hold.ended) {
+    for (const header of res.getHeaderNames()) res.removeHeader(header);
+    for (const [header, value] of Object.entries(hold.headers ?? {})) if (value !== undefined) original.setHeader.call(res, header, value);
+    res.statusCode = hold.status;
+  }
+  let writable = true;
+  for (const [name, args] of held) {
+    const value = scope.run(() => original[name]!.apply(res, args));
+    if (name === 'write') writable = value as boolean;
+  }
+  if (writable && !res.writableEnded) res.emit('drain');
+  finish();
+}
+
+/** Answer with the error response instead of the handler's (JSON, the status and headers of `response`). */
+function writeError(res: ServerResponse, original: Hold['original'], response: HttpError): void {
+  for (const header of res.getHeaderNames()) res.removeHeader(header);
+  res.statusCode = response.status;
+  for (const [header, value] of Object.entries(renderHttpError(response).headers)) original.setHeader.call(res, header, value);
+  original.end.call(res, renderHttpError(response).body);
+}
+
+/** The bytes of an error response: its headers (content type included) and JSON body. */
+export function renderHttpError(response: HttpError): { status: number; headers: Record<string, string>; body: string } {
+  return { status: response.status, headers: { ...response.headers, 'content-type': 'application/json; charset=utf-8' }, body: JSON.stringify(response.body) };
+}

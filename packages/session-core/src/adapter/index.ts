@@ -1,0 +1,23 @@
+/**
+ * The adapter-author API: what a framework adapter calls. Applications import from the package
+ * root; adapters (ours and third-party ones) from `@sessionlocal/session-core/adapter`.
+ */
+export {
+  RequestScope,
+  openRequestScope,
+  checkRequestSessionOptions,
+  reopenRequestScope,
+  runOutsideSession,
+  runListenersInScope,
+  httpErrorFor,
+  reportCommitFailure,
+  type ResponseLike,
+  type RequestSessionOptions,
+  type RouteSessionOptions,
+  type RequestOutcome,
+  type RequestResult,
+  type HttpError,
+  type FinishMode,
+} from '../request-scope.js';
+export { responseHolder, renderHttpError } from './hold-response.js';
+export { requestProperty } from './request-property.js';
