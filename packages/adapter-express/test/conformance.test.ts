@@ -15,7 +15,7 @@ runConformanceSuite({
   name: 'express',
   async createApp(kit) {
     const app = express();
-    app.on('error', (error: unknown) => kit.onError(error)); // where the adapter reports a failed COMMIT
+    (app as unknown as NodeJS.EventEmitter).on('error', (error: unknown) => kit.onError(error)); // where the adapter reports a failed COMMIT
     // the adapter goes first: the session must survive express.json() (it continues from stream events)
     app.use(sessionLocal(kit.options));
     app.use(express.json({ limit: '1mb' }));

@@ -38,6 +38,8 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
   }
   fastify.decorateRequest(name, null);
   const scopes = new WeakMap<FastifyRequest, RequestScope>();
+  /** Requests whose response is already decided (first onSend): a late error must not answer again. */
+  const sending = new WeakSet<FastifyRequest>();
   const hold = responseHolder();
 
   // Open the scope and run the rest of the request in it; a hijacked reply's raw writes wait for COMMIT.
@@ -69,10 +71,22 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
   // Commit before the status line; on a failed COMMIT send the error response instead.
   fastify.addHook('onSend', (request, reply, payload, next) => {
     const scope = scopes.get(request);
+    if (sending.has(request)) {
+      // the handler threw after it answered: its error was reported; the first answer stands
+      reply.hijack();
+      return;
+    }
     if (!scope || scope.finish === 'after-response' || scope.endIfUntouched()) return next(null, payload);
-    scope.end({ status: reply.statusCode }).then((result) => {
+    sending.add(request);
+    // the answer as the handler gave it (a late error's handler may change the reply meanwhile)
+    const status = reply.statusCode;
+    const headers = reply.getHeaders();
+    scope.end({ status }).then((result) => {
       const { response } = result;
-      if (!response) return next(null, payload);
+      if (!response) {
+        reply.code(status).headers(headers);
+        return next(null, payload);
+      }
       reportCommitFailure(options, request, result, (error) => request.log.error({ err: error }, 'sessionlocal: COMMIT failed'));
       const stream = payload as { destroy?: () => void } | null;
       if (typeof stream?.destroy === 'function') stream.destroy();

@@ -15,6 +15,7 @@ runConformanceSuite({
       if (request.headers['content-type'] !== CALLBACK_JSON) return done(null, payload);
       kit.readBodyWithCallbacks(payload, (error, text) => (error ? done(error) : done(null, Readable.from([Buffer.from(text ?? '')]))));
     });
+    app.addHook('onError', async (_request, _reply, error) => kit.onError(error));
     app.addContentTypeParser(CALLBACK_JSON, { parseAs: 'string' }, (_request, body, done) => done(null, JSON.parse(body as string)));
     // observe errors; Fastify's default error handler still answers, unless the error asks for a status
     app.setErrorHandler((error, _request, reply) => {

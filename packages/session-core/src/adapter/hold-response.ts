@@ -48,7 +48,9 @@ export function responseHolder(): (res: ServerResponse, scope: () => RequestScop
         if (!scope || scope.finish !== 'before-response' || scope.settled || scope.endIfUntouched()) hold.mode = 'done';
       }
       if (hold.mode === 'done') return scope ? scope.run(() => hold.original[name]!.apply(this, args)) : hold.original[name]!.apply(this, args);
-      if (hold.mode === 'discard' || hold.ended) return name === 'write' ? false : this;
+      // dropped: after an error response (true: a writer waiting for 'drain' must not wait again), or after end
+      if (hold.mode === 'discard') return name === 'write' ? true : this;
+      if (hold.ended) return name === 'write' ? false : this;
       (hold.held ??= []).push([name, args]);
       const first = hold.mode === 'idle';
       if (name === 'writeHead' && typeof args[0] === 'number') {
@@ -123,7 +125,11 @@ async function release(res: ServerResponse, hold: Hold, scope: RequestScope, sta
   const restoreDestroy = (hold as Hold & { restoreDestroy?: () => void }).restoreDestroy;
   const finish = () => {
     restoreDestroy?.();
-    if (hold.destroyAfter) res.socket?.destroy(hold.destroyAfter.error);
+    const after = hold.destroyAfter;
+    if (!after) return;
+    // destroy once the response has been handed to the OS, never before its bytes
+    if (res.writableFinished) res.socket?.destroy(after.error);
+    else res.once('finish', () => res.socket?.destroy(after.error));
   };
   const { original } = hold;
   const held = hold.held ?? [];

@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RequestSessionOptions } from '../request-scope.js';
 import { Fixture } from './fixture.js';
 import { listen, readBodyWithCallbacks, type ConformanceAdapter, type ConformanceApp, type RequestLike } from './kit.js';
+import { hostileScenarios } from './hostile-scenarios.js';
 import { scenarios, type ScenarioContext } from './scenarios.js';
 
 /**
@@ -54,7 +55,7 @@ export function runConformanceSuite(adapter: ConformanceAdapter): void {
 
     afterAll(() => fx.teardown());
 
-    for (const scenario of scenarios) {
+    for (const scenario of [...scenarios, ...hostileScenarios]) {
       it(`${scenario.name} [§3 rule ${scenario.rules.join(', ')}]`, () => scenario.run(t));
     }
   });
