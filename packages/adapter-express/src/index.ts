@@ -71,12 +71,13 @@ export function sessionLocal(options: SessionLocalOptions): RequestHandler {
  */
 sessionLocal.route = function route(routeOptions: SessionLocalRouteOptions): RequestHandler {
   return function sessionLocalRoute(req: Request, res: Response, next: NextFunction): void {
-    const states = (req as WithStates)[STATES];
-    if (!states) return next(new Error('sessionLocal.route() needs app.use(sessionLocal({ factory })) before the route.'));
+    const states = (req as WithStates)[STATES] ?? [];
     try {
+      if (states.length === 0) throw new Error('sessionLocal.route() needs app.use(sessionLocal({ factory })) before the route.');
       for (const state of states) state.scope = reopenRequestScope(state.scope, state.options, req, routeOptions);
     } catch (error) {
-      return next(error);
+      next(error);
+      return;
     }
     let run = () => next();
     for (const state of states) {
