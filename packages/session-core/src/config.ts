@@ -1,12 +1,15 @@
-import type { Options as SequelizeOptions } from 'sequelize';
+import { Sequelize, type Options as SequelizeOptions } from 'sequelize';
 import { ConfigError } from './errors.js';
 import { redactUrl } from './redact.js';
 
 /** A function that receives every SQL statement when `echo` is on. */
 export type EchoFunction = (sql: string) => void;
 
+/** A `Sequelize` class: `Sequelize` itself or a subclass of it, such as sequelize-typescript's. */
+export type SequelizeClass<S extends Sequelize = Sequelize> = new (options: SequelizeOptions) => S;
+
 /** Options of `createEngine`. */
-export interface EngineOptions {
+export interface EngineOptions<S extends Sequelize = Sequelize> {
   pool?: {
     /** Most connections open at once (default 10). */
     max?: number;
@@ -29,6 +32,12 @@ export interface EngineOptions {
   replicas?: readonly string[];
   /** Queries outside any session throw `NoActiveSessionError` instead of autocommitting. */
   strict?: boolean;
+  /**
+   * The class `engine.sequelize` extends (default `Sequelize`): pass sequelize-typescript's
+   * `Sequelize` to get `engine.sequelize.addModels(...)`, or your own subclass. The engine still
+   * makes the instance (its pool, dialect module and logging); an existing instance cannot be adopted.
+   */
+  sequelizeClass?: SequelizeClass<S>;
   /** Extra Sequelize options, passed through (connection settings above win). */
   sequelize?: Omit<SequelizeOptions, 'dialect' | 'host' | 'port' | 'database' | 'username' | 'password' | 'pool' | 'replication'>;
 }
@@ -54,6 +63,7 @@ export interface ResolvedEngineOptions {
   replicas: ParsedUrl[];
   strict: boolean;
   sequelize: EngineOptions['sequelize'];
+  sequelizeClass: typeof Sequelize;
 }
 
 /** The transaction isolation levels PostgreSQL accepts. */
@@ -132,6 +142,7 @@ export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngin
   }
   const replicas = options.replicas ?? [];
   if (!Array.isArray(replicas)) throw new ConfigError('replicas', 'must be an array of URLs');
+  if ((options.sequelize as unknown) instanceof Sequelize) throw existingInstance('sequelize');
   return {
     pool: {
       max,
@@ -146,7 +157,29 @@ export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngin
     replicas: replicas.map((url, i) => parseDatabaseUrl(url, `replicas[${i}]`)),
     strict: options.strict ?? false,
     sequelize: options.sequelize,
+    sequelizeClass: checkSequelizeClass(options.sequelizeClass),
   };
+}
+
+/** Why an already-built instance is refused, and the one-line change that replaces it. */
+function existingInstance(field: string): ConfigError {
+  return new ConfigError(
+    field,
+    'is a Sequelize instance; an existing instance cannot be adopted (its query() reads the process-global Sequelize CLS namespace and its pool does not use the engine\'s pg client). ' +
+      'Let the engine make it: replace `new Sequelize(url, options)` with `createEngine(url, { sequelizeClass: Sequelize, sequelize: options }).sequelize`',
+  );
+}
+
+function checkSequelizeClass(value: unknown): typeof Sequelize {
+  if (value === undefined) return Sequelize;
+  if (value instanceof Sequelize) throw existingInstance('sequelizeClass');
+  if (typeof value === 'function' && (value === Sequelize || value.prototype instanceof Sequelize)) return value as typeof Sequelize;
+  const looksLikeSequelize = typeof value === 'function' && typeof (value as { useCLS?: unknown }).useCLS === 'function' && typeof value.prototype?.query === 'function';
+  if (looksLikeSequelize) {
+    throw new ConfigError('sequelizeClass', "extends a different copy of the 'sequelize' package than @sessionlocal/session-core loads; make both resolve to one sequelize (one version in the lockfile)");
+  }
+  const got = typeof value === 'function' ? `class ${value.name || '(anonymous)'}` : value === null ? 'null' : typeof value;
+  throw new ConfigError('sequelizeClass', `must be Sequelize or a subclass of it (e.g. sequelize-typescript's Sequelize), got ${got}`);
 }
 
 /** Validate an isolation level (case-insensitive); `field` names the option in errors. */

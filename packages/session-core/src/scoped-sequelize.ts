@@ -15,10 +15,10 @@ type TransactionFn = (options?: Record<string, unknown>) => Promise<Transaction>
  *   beginning the current session's; statements of a session run one at a time on its connection;
  * - `transaction`: inside a session, a new transaction is a SAVEPOINT of the session's.
  */
-export function scopedSequelizeClass(engine: Engine): typeof Sequelize {
+export function scopedSequelizeClass(engine: Engine, Base: typeof Sequelize = Sequelize): typeof Sequelize {
   const storage = engine.scope;
 
-  class EngineSequelize extends Sequelize {
+  class EngineSequelize extends Base {
     static _cls = clsShim(storage);
 
     override async query(sql: any, options?: any): Promise<any> {
