@@ -31,6 +31,9 @@ export function scopedSequelizeClass(engine: Engine, Base: typeof Sequelize = Se
           opts = { ...opts, transaction };
         } else if (engine.options.strict && !scope?.autocommit) {
           throw NoActiveSessionError.strictQuery(typeof sql === 'string' ? sql : String((sql as { query?: string })?.query ?? sql));
+        } else if ((Sequelize as unknown as { _cls?: unknown })._cls) {
+          // Sequelize's query() falls back to the process-global `Sequelize._cls` (an unrelated `useCLS`): never join its transaction
+          opts = { ...opts, transaction: null };
         }
       }
       const transaction = opts?.transaction as Transaction | null | undefined;
