@@ -38,9 +38,15 @@ export interface EngineOptions<S extends Sequelize = Sequelize> {
    * makes the instance (its pool, dialect module and logging); an existing instance cannot be adopted.
    */
   sequelizeClass?: SequelizeClass<S>;
-  /** Extra Sequelize options, passed through (connection settings above win). */
-  sequelize?: Omit<SequelizeOptions, 'dialect' | 'host' | 'port' | 'database' | 'username' | 'password' | 'pool' | 'replication'>;
+  /** Extra Sequelize options, passed through (connection settings above win); those of `sequelizeClass` too (sequelize-typescript's `models`, `repositoryMode`). */
+  sequelize?: PassThroughOptions<S>;
 }
+
+/** The constructor options of `S` (sequelize-typescript declares its own `options`) minus what the engine sets. */
+export type PassThroughOptions<S extends Sequelize = Sequelize> = Omit<
+  S extends { options: infer O extends SequelizeOptions } ? O : SequelizeOptions,
+  'dialect' | 'host' | 'port' | 'database' | 'username' | 'password' | 'pool' | 'replication'
+>;
 
 /** A parsed, validated PostgreSQL connection URL. */
 export interface ParsedUrl {
@@ -62,7 +68,7 @@ export interface ResolvedEngineOptions {
   applicationName: string | undefined;
   replicas: ParsedUrl[];
   strict: boolean;
-  sequelize: EngineOptions['sequelize'];
+  sequelize: PassThroughOptions | undefined;
   sequelizeClass: typeof Sequelize;
 }
 
@@ -127,7 +133,7 @@ function integer(field: string, value: unknown, min: number, fallback?: number):
 }
 
 /** Validate and fill in defaults for `createEngine` options. */
-export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngineOptions {
+export function resolveEngineOptions<S extends Sequelize>(options: EngineOptions<S> = {}): ResolvedEngineOptions {
   if (options === null || typeof options !== 'object') throw new ConfigError('options', 'must be an object');
   const pool = options.pool ?? {};
   const max = integer('pool.max', pool.max, 1, 10);
@@ -156,7 +162,7 @@ export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngin
     applicationName: options.applicationName,
     replicas: replicas.map((url, i) => parseDatabaseUrl(url, `replicas[${i}]`)),
     strict: options.strict ?? false,
-    sequelize: options.sequelize,
+    sequelize: options.sequelize as PassThroughOptions | undefined,
     sequelizeClass: checkSequelizeClass(options.sequelizeClass),
   };
 }
