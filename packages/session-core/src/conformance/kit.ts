@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
+import type { EngineOptions } from '../config.js';
 import type { RequestSessionOptions, RouteSessionOptions } from '../request-scope.js';
 import type { Session } from '../session.js';
 
@@ -60,6 +61,8 @@ export interface ConformanceApp {
 export interface ConformanceAdapter {
   name: string;
   createApp(kit: ConformanceKit): Promise<ConformanceApp>;
+  /** Options every engine of the run is made with, e.g. `{ sequelizeClass }` to run the suite over sequelize-typescript's `Sequelize`. */
+  engineOptions?: Pick<EngineOptions, 'sequelizeClass' | 'sequelize'>;
 }
 
 /** Listen on 127.0.0.1 on a free port. */

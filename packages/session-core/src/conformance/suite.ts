@@ -20,7 +20,7 @@ import { scenarios, type ScenarioContext } from './scenarios.js';
  */
 export function runConformanceSuite(adapter: ConformanceAdapter): void {
   describe(`${adapter.name} adapter conformance`, () => {
-    const fx = new Fixture();
+    const fx = new Fixture(adapter.engineOptions);
     const apps: ConformanceApp[] = [];
     const t: ScenarioContext = {
       fx,
@@ -53,6 +53,9 @@ export function runConformanceSuite(adapter: ConformanceAdapter): void {
     });
 
     afterAll(() => fx.teardown());
+
+    const sequelizeClass = adapter.engineOptions?.sequelizeClass;
+    if (sequelizeClass) it(`makes every engine over the given sequelizeClass (${sequelizeClass.name})`, () => expect(fx.engine.sequelize).toBeInstanceOf(sequelizeClass));
 
     for (const scenario of scenarios) {
       it(`${scenario.name} [§3 rule ${scenario.rules.join(', ')}]`, () => scenario.run(t));

@@ -1,0 +1,7 @@
+import 'reflect-metadata';
+import { runConformanceSuite } from '@sessionlocal/session-core/conformance';
+import { Sequelize } from 'sequelize-typescript';
+// the adapter's own conformance app (packages/adapter-express/test), run here over an engine made with sequelize-typescript's Sequelize
+import { createApp } from '../../../packages/adapter-express/test/conformance-app.js';
+
+runConformanceSuite({ name: 'express (sequelize-typescript engine)', engineOptions: { sequelizeClass: Sequelize }, createApp });
