@@ -5,7 +5,7 @@ import { createTestDatabase, type TestDatabase } from '@sessionlocal/session-cor
 import pg from 'pg';
 import { DataTypes, QueryTypes } from 'sequelize';
 import { Sequelize } from 'sequelize-typescript';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
 import { createDatabase } from '../src/sequelize-typescript/database.js';
 import { AuditEntry, Author, Book, models, notices } from '../src/sequelize-typescript/models.js';
 
@@ -63,6 +63,7 @@ describe('the engine over sequelize-typescript', () => {
   it('is a sequelize-typescript Sequelize with the decorator models registered by addModels', () => {
     expect(engine.sequelize).toBeInstanceOf(Sequelize);
     expect(typeof engine.sequelize.addModels).toBe('function');
+    expectTypeOf(engine.sequelize).toEqualTypeOf<Sequelize>(); // sequelize-typescript's, so addModels and getRepository type-check
     expect(engine.sequelize.models).toMatchObject({ Author, Book, AuditEntry });
     expect(Book.sequelize).toBe(engine.sequelize);
     expect(Object.keys(Author.associations!)).toEqual(['books']);

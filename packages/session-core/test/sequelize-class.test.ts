@@ -1,6 +1,6 @@
 import { DataTypes, Sequelize } from 'sequelize';
-import { describe, expect, it } from 'vitest';
-import { ConfigError, createEngine, sessionmaker } from '../src/index.js';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import { ConfigError, createEngine, engineFromEnv, sessionmaker } from '../src/index.js';
 import { backendPid, useDatabase } from './support.js';
 
 /** A team's own Sequelize subclass: a helper every model file already uses. */
@@ -31,6 +31,14 @@ describe('sequelizeClass: the engine extends the class a team already uses', () 
     engine.sequelize.define('Widget', { name: DataTypes.TEXT }, { tableName: 'widgets' });
     expect(engine.sequelize.tableNames()).toEqual(['widgets']); // typed: tableNames exists on Engine<AppSequelize>
     h.engines.push(engine);
+  });
+
+  it('engineFromEnv takes it as an override', async () => {
+    const engine = engineFromEnv({ DATABASE_URL: h.db.url }, { sequelizeClass: AppSequelize });
+    h.engines.push(engine);
+    expect(engine.sequelize).toBeInstanceOf(AppSequelize);
+    expectTypeOf(engine.sequelize).toEqualTypeOf<AppSequelize>();
+    expectTypeOf(createEngine(URL).sequelize).toEqualTypeOf<Sequelize>();
   });
 
   it('models defined on it join the current session: one connection, commit and rollback', async () => {
