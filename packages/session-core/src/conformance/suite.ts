@@ -1,4 +1,6 @@
+import type { Sequelize } from 'sequelize';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { EngineOptions } from '../config.js';
 import type { RequestSessionOptions } from '../request-scope.js';
 import { Fixture } from './fixture.js';
 import { listen, readBodyWithCallbacks, type ConformanceAdapter, type ConformanceApp, type RequestLike } from './kit.js';
@@ -18,9 +20,9 @@ import { scenarios, type ScenarioContext } from './scenarios.js';
  *   },
  * });
  */
-export function runConformanceSuite(adapter: ConformanceAdapter): void {
+export function runConformanceSuite<S extends Sequelize = Sequelize>(adapter: ConformanceAdapter<S>): void {
   describe(`${adapter.name} adapter conformance`, () => {
-    const fx = new Fixture(adapter.engineOptions);
+    const fx = new Fixture(adapter.engineOptions as Pick<EngineOptions, 'sequelizeClass' | 'sequelize'> | undefined);
     const apps: ConformanceApp[] = [];
     const t: ScenarioContext = {
       fx,
