@@ -1,12 +1,15 @@
-import type { Options as SequelizeOptions } from 'sequelize';
+import { Sequelize, type Options as SequelizeOptions } from 'sequelize';
 import { ConfigError } from './errors.js';
 import { redactUrl } from './redact.js';
 
 /** A function that receives every SQL statement when `echo` is on. */
 export type EchoFunction = (sql: string) => void;
 
+/** A `Sequelize` class: `Sequelize` itself or a subclass of it, such as sequelize-typescript's. */
+export type SequelizeClass<S extends Sequelize = Sequelize> = new (options: SequelizeOptions) => S;
+
 /** Options of `createEngine`. */
-export interface EngineOptions {
+export interface EngineOptions<S extends Sequelize = Sequelize> {
   pool?: {
     /** Most connections open at once (default 10). */
     max?: number;
@@ -29,9 +32,21 @@ export interface EngineOptions {
   replicas?: readonly string[];
   /** Queries outside any session throw `NoActiveSessionError` instead of autocommitting. */
   strict?: boolean;
-  /** Extra Sequelize options, passed through (connection settings above win). */
-  sequelize?: Omit<SequelizeOptions, 'dialect' | 'host' | 'port' | 'database' | 'username' | 'password' | 'pool' | 'replication'>;
+  /**
+   * The class `engine.sequelize` extends (default `Sequelize`): pass sequelize-typescript's
+   * `Sequelize` to get `engine.sequelize.addModels(...)`, or your own subclass. The engine still
+   * makes the instance (its pool, dialect module and logging); an existing instance cannot be adopted.
+   */
+  sequelizeClass?: SequelizeClass<S>;
+  /** Extra Sequelize options, passed through (connection settings above win); those of `sequelizeClass` too (sequelize-typescript's `models`, `repositoryMode`). */
+  sequelize?: PassThroughOptions<S>;
 }
+
+/** The constructor options of `S` (sequelize-typescript declares its own `options`) minus what the engine sets. */
+export type PassThroughOptions<S extends Sequelize = Sequelize> = Omit<
+  S extends { options: infer O extends SequelizeOptions } ? O : SequelizeOptions,
+  'dialect' | 'host' | 'port' | 'database' | 'username' | 'password' | 'pool' | 'replication'
+>;
 
 /** A parsed, validated PostgreSQL connection URL. */
 export interface ParsedUrl {
@@ -53,7 +68,8 @@ export interface ResolvedEngineOptions {
   applicationName: string | undefined;
   replicas: ParsedUrl[];
   strict: boolean;
-  sequelize: EngineOptions['sequelize'];
+  sequelize: PassThroughOptions | undefined;
+  sequelizeClass: typeof Sequelize;
 }
 
 /** The transaction isolation levels PostgreSQL accepts. */
@@ -117,7 +133,7 @@ function integer(field: string, value: unknown, min: number, fallback?: number):
 }
 
 /** Validate and fill in defaults for `createEngine` options. */
-export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngineOptions {
+export function resolveEngineOptions<S extends Sequelize>(options: EngineOptions<S> = {}): ResolvedEngineOptions {
   if (options === null || typeof options !== 'object') throw new ConfigError('options', 'must be an object');
   const pool = options.pool ?? {};
   const max = integer('pool.max', pool.max, 1, 10);
@@ -132,6 +148,7 @@ export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngin
   }
   const replicas = options.replicas ?? [];
   if (!Array.isArray(replicas)) throw new ConfigError('replicas', 'must be an array of URLs');
+  if ((options.sequelize as unknown) instanceof Sequelize) throw existingInstance('sequelize');
   return {
     pool: {
       max,
@@ -145,8 +162,30 @@ export function resolveEngineOptions(options: EngineOptions = {}): ResolvedEngin
     applicationName: options.applicationName,
     replicas: replicas.map((url, i) => parseDatabaseUrl(url, `replicas[${i}]`)),
     strict: options.strict ?? false,
-    sequelize: options.sequelize,
+    sequelize: options.sequelize as PassThroughOptions | undefined,
+    sequelizeClass: checkSequelizeClass(options.sequelizeClass),
   };
+}
+
+/** Why an already-built instance is refused, and the one-line change that replaces it. */
+function existingInstance(field: string): ConfigError {
+  return new ConfigError(
+    field,
+    'is a Sequelize instance; an existing instance cannot be adopted (its query() reads the process-global Sequelize CLS namespace and its pool does not use the engine\'s pg client). ' +
+      'Let the engine make it: replace `new Sequelize(url, options)` with `createEngine(url, { sequelizeClass: Sequelize, sequelize: options }).sequelize`',
+  );
+}
+
+function checkSequelizeClass(value: unknown): typeof Sequelize {
+  if (value === undefined) return Sequelize;
+  if (value instanceof Sequelize) throw existingInstance('sequelizeClass');
+  if (typeof value === 'function' && (value === Sequelize || value.prototype instanceof Sequelize)) return value as typeof Sequelize;
+  const looksLikeSequelize = typeof value === 'function' && typeof (value as { useCLS?: unknown }).useCLS === 'function' && typeof value.prototype?.query === 'function';
+  if (looksLikeSequelize) {
+    throw new ConfigError('sequelizeClass', "extends a different copy of the 'sequelize' package than @sessionlocal/session-core loads; make both resolve to one sequelize (one version in the lockfile)");
+  }
+  const got = typeof value === 'function' ? `class ${value.name || '(anonymous)'}` : value === null ? 'null' : typeof value;
+  throw new ConfigError('sequelizeClass', `must be Sequelize or a subclass of it (e.g. sequelize-typescript's Sequelize), got ${got}`);
 }
 
 /** Validate an isolation level (case-insensitive); `field` names the option in errors. */

@@ -33,9 +33,9 @@ interface SequelizePool {
 }
 
 /** A database: the connection pool and the Sequelize instance its models are defined on. */
-export class Engine {
-  /** Define models here: `engine.sequelize.define(...)`. Queries join the current session. */
-  readonly sequelize: Sequelize;
+export class Engine<S extends Sequelize = Sequelize> {
+  /** Define models here: `engine.sequelize.define(...)` (or `addModels` with sequelize-typescript). Queries join the current session. */
+  readonly sequelize: S;
   /** The connection URL with its password shown as `***`. */
   readonly url: string;
   /** @internal */ readonly options: ResolvedEngineOptions;
@@ -47,7 +47,7 @@ export class Engine {
   private disposing: Promise<void> | undefined;
   private drainWaiters: Array<() => void> = [];
 
-  constructor(url: string, options: EngineOptions = {}) {
+  constructor(url: string, options: EngineOptions<S> = {}) {
     const main = parseDatabaseUrl(url);
     this.options = resolveEngineOptions(options);
     this.url = main.redacted;
@@ -72,8 +72,8 @@ export class Engine {
     if (this.options.replicas.length > 0) {
       sequelizeOptions.replication = { write: connectionFields(main), read: this.options.replicas.map(connectionFields) };
     }
-    const EngineSequelize = scopedSequelizeClass(this);
-    this.sequelize = new EngineSequelize(sequelizeOptions);
+    const EngineSequelize = scopedSequelizeClass(this as unknown as Engine, this.options.sequelizeClass);
+    this.sequelize = new EngineSequelize(sequelizeOptions) as S;
   }
 
   /** Pool and session counters. */
@@ -193,16 +193,23 @@ function connectionFields(url: ParsedUrl) {
   return { host: url.host, port: url.port, database: url.database, username: url.username, password: url.password };
 }
 
-/** Create an engine for a PostgreSQL URL. Validates eagerly (`ConfigError`); opens no connection. */
-export function createEngine(url: string, options?: EngineOptions): Engine {
-  return new Engine(url, options);
+/**
+ * Create an engine for a PostgreSQL URL. Validates eagerly (`ConfigError`); opens no connection.
+ * @example
+ * import { Sequelize } from 'sequelize-typescript';
+ * const engine = createEngine(process.env.DATABASE_URL!, { sequelizeClass: Sequelize });
+ * engine.sequelize.addModels([Author, Book]);
+ */
+export function createEngine<S extends Sequelize = Sequelize>(url: string, options?: EngineOptions<S>): Engine<S> {
+  return new Engine<S>(url, options);
 }
 
 /**
  * Create an engine from `DATABASE_URL`, `DB_POOL_MAX`, `DB_POOL_MIN`, `DB_POOL_ACQUIRE_TIMEOUT_MS`,
  * `DB_POOL_IDLE_TIMEOUT_MS`, `DB_STATEMENT_TIMEOUT_MS` and `DB_ECHO`.
  */
-export function engineFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: EngineOptions = {}): Engine {
+export function engineFromEnv<S extends Sequelize = Sequelize>(env: NodeJS.ProcessEnv = process.env, overrides: EngineOptions<S> = {}): Engine<S> {
   const { url, options } = optionsFromEnv(env);
-  return new Engine(url, { ...options, ...overrides, pool: { ...options.pool, ...overrides.pool } });
+  const merged: EngineOptions<S> = { ...(options as EngineOptions<S>), ...overrides, pool: { ...options.pool, ...overrides.pool } };
+  return new Engine<S>(url, merged);
 }

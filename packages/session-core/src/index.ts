@@ -1,7 +1,7 @@
 export { createEngine, engineFromEnv, Engine, type EngineStats, type PooledConnection } from './engine.js';
 export { sessionmaker, type SessionFactory, type SessionOptions, type BeginOptions, type SessionEvents, type SessionEvent, type ResolvedSessionOptions } from './sessionmaker.js';
 export { Session, type SessionState } from './session.js';
-export { ISOLATION_LEVELS, type IsolationLevel, type EngineOptions, type EchoFunction } from './config.js';
+export { ISOLATION_LEVELS, type IsolationLevel, type EngineOptions, type EchoFunction, type SequelizeClass, type PassThroughOptions } from './config.js';
 export {
   SessionLocalError,
   ConfigError,

@@ -16,10 +16,10 @@ type Internal = Transaction & { parent?: Transaction; finished?: string; name: s
  *   statements of a session run through the session (in order, on its connection);
  * - `transaction`: inside a session, a new transaction is a SAVEPOINT of the session's.
  */
-export function scopedSequelizeClass(engine: Engine): typeof Sequelize {
+export function scopedSequelizeClass(engine: Engine, Base: typeof Sequelize = Sequelize): typeof Sequelize {
   const storage = engine.scope;
 
-  class EngineSequelize extends Sequelize {
+  class EngineSequelize extends Base {
     static _cls = clsShim(storage);
 
     override async query(sql: any, options?: any): Promise<any> {

@@ -32,6 +32,9 @@ export class Fixture {
   private db!: TestDatabase;
   private roles: string[] = [];
 
+  /** `engineOptions` apply to every engine of the run (the main one and those of `newEngine`). */
+  constructor(private readonly engineOptions: Pick<EngineOptions, 'sequelizeClass' | 'sequelize'> = {}) {}
+
   get url(): string {
     return this.db.url;
   }
@@ -41,13 +44,13 @@ export class Fixture {
     this.observer = new pg.Client({ connectionString: this.db.url });
     await this.observer.connect();
     await this.observer.query(SCHEMA);
-    this.engine = createEngine(this.db.url, { pool: { max: 10, acquireTimeoutMs: 10_000 } });
+    this.engine = createEngine(this.db.url, { ...this.engineOptions, pool: { max: 10, acquireTimeoutMs: 10_000 } });
     this.factory = sessionmaker(this.engine);
   }
 
   /** An extra engine for one scenario (its pool is checked and disposed after the scenario). */
   newEngine(options: EngineOptions = {}, url = this.db.url): Engine {
-    const engine = createEngine(url, options);
+    const engine = createEngine(url, { ...this.engineOptions, ...options });
     this.extraEngines.push(engine);
     return engine;
   }

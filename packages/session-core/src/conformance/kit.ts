@@ -1,6 +1,8 @@
 import type { IncomingHttpHeaders, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
+import type { Sequelize } from 'sequelize';
+import type { EngineOptions } from '../config.js';
 import type { RequestSessionOptions, RouteSessionOptions } from '../request-scope.js';
 import type { Session } from '../session.js';
 
@@ -70,9 +72,11 @@ export interface ConformanceApp {
 }
 
 /** What an adapter's test file passes to `runConformanceSuite`. */
-export interface ConformanceAdapter {
+export interface ConformanceAdapter<S extends Sequelize = Sequelize> {
   name: string;
   createApp(kit: ConformanceKit): Promise<ConformanceApp>;
+  /** Options every engine of the run is made with, e.g. `{ sequelizeClass }` to run the suite over sequelize-typescript's `Sequelize`. */
+  engineOptions?: Pick<EngineOptions<S>, 'sequelizeClass' | 'sequelize'>;
 }
 
 /** Listen on 127.0.0.1 on a free port. */

@@ -1,4 +1,6 @@
+import type { Sequelize } from 'sequelize';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { EngineOptions } from '../config.js';
 import type { RequestSessionOptions } from '../request-scope.js';
 import { Fixture } from './fixture.js';
 import { listen, readBodyWithCallbacks, type ConformanceAdapter, type ConformanceApp, type RequestLike } from './kit.js';
@@ -19,9 +21,9 @@ import { scenarios, type ScenarioContext } from './scenarios.js';
  *   },
  * });
  */
-export function runConformanceSuite(adapter: ConformanceAdapter): void {
+export function runConformanceSuite<S extends Sequelize = Sequelize>(adapter: ConformanceAdapter<S>): void {
   describe(`${adapter.name} adapter conformance`, () => {
-    const fx = new Fixture();
+    const fx = new Fixture(adapter.engineOptions as Pick<EngineOptions, 'sequelizeClass' | 'sequelize'> | undefined);
     const apps: ConformanceApp[] = [];
     const t: ScenarioContext = {
       fx,
@@ -54,6 +56,9 @@ export function runConformanceSuite(adapter: ConformanceAdapter): void {
     });
 
     afterAll(() => fx.teardown());
+
+    const sequelizeClass = adapter.engineOptions?.sequelizeClass;
+    if (sequelizeClass) it(`makes every engine over the given sequelizeClass (${sequelizeClass.name})`, () => expect(fx.engine.sequelize).toBeInstanceOf(sequelizeClass));
 
     for (const scenario of [...scenarios, ...hostileScenarios]) {
       it(`${scenario.name} [§3 rule ${scenario.rules.join(', ')}]`, () => scenario.run(t));

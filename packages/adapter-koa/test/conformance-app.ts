@@ -1,0 +1,63 @@
+import http from 'node:http';
+import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
+import { CALLBACK_JSON, type ConformanceApp, type ConformanceKit, type HandlerResult } from '@sessionlocal/session-core/conformance';
+import Koa, { type Context } from 'koa';
+import { sessionLocal } from '../src/index.js';
+
+function reply(ctx: Context, result: HandlerResult): void {
+  if ('responded' in result) return;
+  ctx.status = result.status;
+  if (result.headers) ctx.set(result.headers);
+  ctx.body = 'stream' in result ? result.stream : (result.body ?? null);
+}
+
+/** The koa app the conformance suite drives (also run by apps/adopting over other Sequelize classes). */
+export async function createApp(kit: ConformanceKit): Promise<ConformanceApp> {
+  const app = new Koa();
+  app.on('error', (error) => kit.onError(error)); // Koa's own ctx.onerror answers; this only observes
+  const router = new Router();
+  for (const route of kit.routes) {
+    const routeMiddleware = route.session === undefined ? [] : [sessionLocal.route(route.session)];
+    router[route.method === 'GET' ? 'get' : 'post'](route.path, ...routeMiddleware, async (ctx) => {
+      const result = await route.handler({
+        get db() {
+          return ctx.db;
+        },
+        body: ctx.request.body,
+        headers: ctx.headers,
+        query: ctx.query,
+        respond: (r) => reply(ctx, r),
+        hijack: () => {
+          ctx.respond = false;
+          return ctx.res;
+        },
+        raw: ctx.res,
+      });
+      reply(ctx, result);
+    });
+  }
+  // the app's error handler, outermost: a thrown error it answers was already rolled back inside
+  app.use(async (ctx, next) => {
+    try {
+      await next();
+    } catch (error) {
+      const answerWith = (error as { answerWith?: number } | null)?.answerWith;
+      if (typeof answerWith !== 'number') throw error;
+      kit.onError(error);
+      ctx.status = answerWith;
+      ctx.body = { handled: true };
+    }
+  });
+  app.use(sessionLocal(kit.options));
+  app.use(bodyParser({ jsonLimit: '1mb' }));
+  app.use(async (ctx, next) => {
+    if (ctx.get('content-type') === CALLBACK_JSON) {
+      const text = await new Promise<string | undefined>((resolve, reject) => kit.readBodyWithCallbacks(ctx.req, (error, body) => (error ? reject(error) : resolve(body))));
+      ctx.request.body = text === undefined ? undefined : JSON.parse(text);
+    }
+    await next();
+  });
+  app.use(router.routes());
+  return kit.listen(http.createServer(app.callback()));
+}
