@@ -17,6 +17,7 @@ export {
   sqlState,
   type SessionLocalErrorCode,
 } from './errors.js';
+/** Adapter-author API: import it from `@sessionlocal/session-core/adapter`; these root re-exports are deprecated and go in 1.0. */
 export {
   RequestScope,
   openRequestScope,
