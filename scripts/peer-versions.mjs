@@ -1,6 +1,7 @@
 // Print CONSUMER_VERSIONS for the CI peer job: the lowest or the highest registry version of each
-// declared peer range (sequelize, pg, express, koa, fastify, read from the published packages'
-// peerDependencies), plus the newest @types/express and @types/koa of the same major.
+// declared peer range (sequelize, pg, express, koa, fastify, @opentelemetry/api, read from the
+// published packages' peerDependencies), plus the newest @types/express and @types/koa of the
+// same major.
 // Usage: node scripts/peer-versions.mjs lowest|highest [--test]
 // --test: run the consumer test with them and the conformance suite (CONSUMER_VERSIONS=...
 // CONSUMER_CONFORMANCE=1 node scripts/consumer-test.mjs), as the CI peer job and .ci/run do.
@@ -9,7 +10,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { publishedPackages, root } from './lib/packages.mjs';
 
-const PEERS = ['sequelize', 'pg', 'express', 'koa', 'fastify'];
+const PEERS = ['sequelize', 'pg', 'express', 'koa', 'fastify', '@opentelemetry/api'];
 const TYPES = { express: '@types/express', koa: '@types/koa' };
 const which = process.argv[2];
 if (which !== 'lowest' && which !== 'highest') {

