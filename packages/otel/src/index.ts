@@ -129,15 +129,28 @@ export function instrument(factory: SessionFactory, options: InstrumentOptions =
 
   factory.on('begin', onBegin).on('commit', onCommit).on('rollback', onRollback).on('leak', onLeak).on('error', onError).on('close', onClose);
 
-  // Pool timeouts raise before any session event: count them where the engine acquires.
+  // Pool timeouts raise before any session event: count them, and trace them as a failed session
+  // span (child of the waiting statement's span), where the engine acquires.
   const internal = engine as unknown as { acquire?: (...args: unknown[]) => Promise<unknown> };
   const acquire = internal.acquire;
   if (typeof acquire === 'function') {
     internal.acquire = async function acquireCounted(this: unknown, ...args: unknown[]) {
+      const started = Date.now();
       try {
         return await acquire.apply(this, args);
       } catch (error) {
-        if (error instanceof PoolTimeoutError) timeouts.add(1, pool);
+        if (error instanceof PoolTimeoutError) {
+          timeouts.add(1, pool);
+          const session = factory.currentOrUndefined();
+          const span = tracer.startSpan('sessionlocal.session', {
+            kind: SpanKind.INTERNAL,
+            startTime: new Date(started),
+            attributes: { ...base, ...(session && { 'sessionlocal.session.id': session.id }), 'sessionlocal.session.outcome': 'pool_timeout', 'error.type': 'PoolTimeoutError' },
+          });
+          span.recordException(error);
+          span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+          span.end();
+        }
         throw error;
       }
     };

@@ -127,6 +127,11 @@ describe('pool metrics', () => {
 
     expect((await waiter as Error).name).toBe('PoolTimeoutError');
     expect(valueAt(await otel.points('db.client.connection.timeouts'), pool)).toBe(1);
+    // the timeout is in the trace too: a failed session span, the only one ended so far
+    const [timedOut, ...none] = await otel.sessionSpans();
+    expect(none).toEqual([]);
+    expect(timedOut!.attributes).toMatchObject({ 'sessionlocal.session.outcome': 'pool_timeout', 'error.type': 'PoolTimeoutError' });
+    expect(timedOut!.status.code).toBe(SpanStatusCode.ERROR);
     release();
     await Promise.all(holders);
     await expect(SessionLocal.begin(async () => {
