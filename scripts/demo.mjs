@@ -1,7 +1,10 @@
 // `pnpm demo`: the three sample shops (Express, Koa, Fastify) on ports 3001-3003, one database.
 // DATABASE_URL unset: one embedded PostgreSQL in a temporary directory, removed on Ctrl-C.
 // Builds the shops and their workspace dependencies first (turbo: cached when nothing changed);
-// DEMO_SKIP_BUILD=1 skips that.
+// DEMO_SKIP_BUILD=1 skips that; DEMO_PORT=N serves the shops on N, N+1, N+2 instead.
+// Ctrl-C stops the shops and PostgreSQL and exits 0; the root script is `exec node ...` so that
+// no `sh` stands between pnpm and this process (killed by the SIGINT, it made pnpm report
+// ELIFECYCLE after a clean shutdown).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -10,11 +13,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+// biome-ignore lint/suspicious/noUndeclaredEnvVars: read by this script, not by a turbo task
+const BASE_PORT = Number(process.env.DEMO_PORT || 3001);
 const SHOPS = [
-  { name: 'express-shop', port: 3001 },
-  { name: 'koa-shop', port: 3002 },
-  { name: 'fastify-shop', port: 3003 },
+  { name: 'express-shop', port: BASE_PORT },
+  { name: 'koa-shop', port: BASE_PORT + 1 },
+  { name: 'fastify-shop', port: BASE_PORT + 2 },
 ];
+const [EXPRESS, KOA, FASTIFY] = SHOPS.map(({ port }) => `http://127.0.0.1:${port}`);
 const SEED = [
   { name: 'Fountain pen', priceCents: 2500, stock: 10 },
   { name: 'Notebook', priceCents: 800, stock: 25 },
@@ -204,17 +210,17 @@ async function main() {
   console.log(`
   The shop is running three times, one database, one HTTP contract:
 
-    Express   http://127.0.0.1:3001
-    Koa       http://127.0.0.1:3002
-    Fastify   http://127.0.0.1:3003
+    Express   ${EXPRESS}
+    Koa       ${KOA}
+    Fastify   ${FASTIFY}
 
   Try:
-    curl -s http://127.0.0.1:3001/items
-    curl -s -X POST http://127.0.0.1:3002/orders -H 'content-type: application/json' -d '{"itemId": ${first?.id ?? 1}, "quantity": 1}'
-    curl -s http://127.0.0.1:3003/items/${first?.id ?? 1}
-    curl -s http://127.0.0.1:3001/receipts
-    curl -s http://127.0.0.1:3003/stats
-    curl -s -X POST http://127.0.0.1:3001/items -H 'content-type: application/json' -d '{"name": "Mug", "priceCents": 1200, "stock": 5}'
+    curl -s ${EXPRESS}/items
+    curl -s -X POST ${KOA}/orders -H 'content-type: application/json' -d '{"itemId": ${first?.id ?? 1}, "quantity": 1}'
+    curl -s ${FASTIFY}/items/${first?.id ?? 1}
+    curl -s ${EXPRESS}/receipts
+    curl -s ${FASTIFY}/stats
+    curl -s -X POST ${EXPRESS}/items -H 'content-type: application/json' -d '{"name": "Mug", "priceCents": 1200, "stock": 5}'
 
   Routes: GET /ping /health /items /items/:id /orders/:id /receipts /sleep?ms=N /stats, POST /items /orders.
   ${faults ? 'SHOP_FAULTS=1: POST /orders honours x-fail-at: after-stock | after-order | after-payment | commit.' : 'Start with SHOP_FAULTS=1 pnpm demo to inject failures with the x-fail-at header.'}

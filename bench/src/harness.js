@@ -39,7 +39,7 @@ export const QUICK_PLAN = {
 
 /** Variants each framework has: `fastify-postgres` is Fastify only; `bare` serves /ping only. */
 export function variantsFor(framework, variants) {
-  return variants.filter((v) => v !== 'fastify-postgres' || framework === 'fastify');
+  return variants.filter((v) => (v !== 'fastify-postgres' || framework === 'fastify') && (v !== 'sessionlocal-otel' || framework !== 'fastify'));
 }
 
 /** `bare` has only /ping; `raw-pg` and `fastify-postgres` serve /ping exactly as `bare` does (no middleware), so it is not measured again. */

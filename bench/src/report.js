@@ -64,6 +64,7 @@ const COLORS = {
   'sequelize-manual': '#f28e2b',
   'sequelize-cls': '#e15759',
   sessionlocal: '#59a14f',
+  'sessionlocal-otel': '#8cd17d',
 };
 
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

@@ -49,7 +49,7 @@ export function summarise(cells) {
     row.vsBare = ratio(row.reqPerSec, peer('bare')?.reqPerSec);
     row.p99VsManual = ratio(row.p99Ms, peer('sequelize-manual')?.p99Ms);
   }
-  const order = ['bare', 'raw-pg', 'fastify-postgres', 'sequelize-manual', 'sequelize-cls', 'sessionlocal'];
+  const order = ['bare', 'raw-pg', 'fastify-postgres', 'sequelize-manual', 'sequelize-cls', 'sessionlocal', 'sessionlocal-otel'];
   const routeOrder = ['/ping', '/items/:id', '/orders'];
   const frameworkOrder = ['express', 'koa', 'fastify'];
   rows.sort(

@@ -28,4 +28,13 @@ describe('the benchmark harness', () => {
     expect(renderMarkdown(results)).toContain('| express | `/items/:id` | 8 | **sessionlocal** |');
     expect(renderSvg(results)).toMatch(/^<svg[\s\S]*<\/svg>\n$/);
   });
+
+  it('runs express × sessionlocal-otel (the OpenTelemetry cell) × /orders for 1 s at 8 connections without errors', async () => {
+    const plan = { frameworks: ['express'], variants: ['sessionlocal-otel'], routes: ['/orders'], rounds: 1, durationS: 1, warmupS: 0.2, dbLoads: [8], pingLoads: [8], memory: false };
+    const results = await runBench(plan);
+    expect(results.unavailable).toEqual([]);
+    expect(results.cells).toHaveLength(1);
+    expect(results.cells[0]).toMatchObject({ framework: 'express', variant: 'sessionlocal-otel', route: '/orders', errors: 0, timeouts: 0, non2xx: 0 });
+    expect(results.cells[0].requests).toBeGreaterThan(0);
+  });
 });

@@ -52,7 +52,7 @@ export async function createExpressServer(variant, layer) {
           if (!(error instanceof Rollback) && !res.headersSent) next(error);
         });
     });
-  } else if (variant === 'sessionlocal') {
+  } else if (variant === 'sessionlocal' || variant === 'sessionlocal-otel') {
     app.use(sessionLocal({ factory: layer.SessionLocal }));
   }
   if (variant !== 'bare') app.use(express.json());
@@ -88,5 +88,5 @@ export async function createExpressServer(variant, layer) {
     const { status, headers, body } = errorResponse(error);
     res.status(status).set(headers).json(body);
   });
-  return listenable(createServer(app));
+  return listenable(createServer(layer.wrapListener ? layer.wrapListener(app) : app));
 }

@@ -52,7 +52,7 @@ export async function createKoaServer(variant, layer) {
         if (!(error instanceof Rollback)) throw error;
       }
     });
-  } else if (variant === 'sessionlocal') {
+  } else if (variant === 'sessionlocal' || variant === 'sessionlocal-otel') {
     app.use(sessionLocal({ factory: layer.SessionLocal }));
   }
   if (variant !== 'bare') app.use(bodyParser());
@@ -87,5 +87,5 @@ export async function createKoaServer(variant, layer) {
 
   app.use(router.routes());
   app.use(router.allowedMethods());
-  return listenable(createServer(app.callback()));
+  return listenable(createServer(layer.wrapListener ? layer.wrapListener(app.callback()) : app.callback()));
 }

@@ -60,12 +60,24 @@ export async function openVariant(variant, url, recorder) {
       };
       return { sequelize, ns, useCases, requireTransaction, close: () => sequelize.close() };
     }
-    case 'sessionlocal': {
+    case 'sessionlocal':
+    case 'sessionlocal-otel': {
       const engine = createEngine(url, { pool: { max: POOL_MAX } });
       instrumentSequelizePool(engine.sequelize, recorder);
       const SessionLocal = sessionmaker(engine);
+      // sessionlocal-otel: @sessionlocal/otel on a real SDK (request spans, session spans, pool metrics)
+      const telemetry = variant === 'sessionlocal-otel' ? await (await import('./otel.js')).startTelemetry(SessionLocal) : undefined;
       const useCases = sequelizeUseCases(engine.sequelize, defineModels(engine.sequelize));
-      return { engine, SessionLocal, useCases, close: () => engine.dispose({ timeoutMs: 2000 }) };
+      return {
+        engine,
+        SessionLocal,
+        useCases,
+        wrapListener: telemetry?.wrapListener,
+        close: async () => {
+          await engine.dispose({ timeoutMs: 2000 });
+          await telemetry?.shutdown();
+        },
+      };
     }
     default:
       throw new Error(`unknown variant ${variant}`);

@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    globalSetup: ['@sessionlocal/session-core/testing/global-setup'],
+    include: ['test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    pool: 'forks',
+    reporters: process.env.CI ? ['default', ['json', { outputFile: 'test-results/vitest.json' }]] : ['default'],
+    // the adapters and the suite share one session-core instance (one AsyncLocalStorage)
+    server: { deps: { inline: [/@sessionlocal\//] } },
+  },
+});

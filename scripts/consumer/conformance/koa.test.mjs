@@ -1,0 +1,38 @@
+import http from 'node:http';
+import { createRequire } from 'node:module';
+import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
+import { sessionLocal } from '@sessionlocal/adapter-koa';
+import { CALLBACK_JSON, runConformanceSuite } from '@sessionlocal/session-core/conformance';
+import Koa from 'koa';
+
+const { version } = createRequire(import.meta.url)('koa/package.json');
+
+runConformanceSuite({
+  name: `koa ${version}`,
+  async createApp(kit) {
+    const app = new Koa();
+    app.on('error', (error) => kit.onError(error));
+    const router = new Router();
+    for (const route of kit.routes) {
+      const routeMiddleware = route.session === undefined ? [] : [sessionLocal.route(route.session)];
+      router[route.method === 'GET' ? 'get' : 'post'](route.path, ...routeMiddleware, async (ctx) => {
+        const result = await route.handler({ db: ctx.db, body: ctx.request.body, headers: ctx.headers, query: ctx.query });
+        ctx.status = result.status;
+        if (result.headers) ctx.set(result.headers);
+        ctx.body = 'stream' in result ? result.stream : (result.body ?? null);
+      });
+    }
+    app.use(sessionLocal(kit.options));
+    app.use(bodyParser({ jsonLimit: '1mb' }));
+    app.use(async (ctx, next) => {
+      if (ctx.get('content-type') === CALLBACK_JSON) {
+        const text = await new Promise((resolve, reject) => kit.readBodyWithCallbacks(ctx.req, (error, body) => (error ? reject(error) : resolve(body))));
+        ctx.request.body = text === undefined ? undefined : JSON.parse(text);
+      }
+      await next();
+    });
+    app.use(router.routes());
+    return kit.listen(http.createServer(app.callback()));
+  },
+});
