@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { loadedVersions, resolvedVersion, runtimeImports } from './loaded.js';
 
 function reply(res: Response, result: HandlerResult): void {
+  if ('responded' in result) return;
   res.status(result.status);
   if (result.headers) res.set(result.headers);
   if ('stream' in result) result.stream.pipe(res);
@@ -19,6 +20,7 @@ runConformanceSuite({
   name: 'express 4',
   async createApp(kit) {
     const app = express();
+    (app as unknown as NodeJS.EventEmitter).on('error', (error: unknown) => kit.onError(error)); // where the adapter reports a failed COMMIT
     // casts: in this workspace the adapter's declarations see @types/express 5 (its own devDependency);
     // an Express 4 app's single @types/express 4 has no such mismatch
     app.use(sessionLocal(kit.options) as unknown as express.RequestHandler);
@@ -33,12 +35,28 @@ runConformanceSuite({
     for (const route of kit.routes) {
       const routeMiddleware = (route.session === undefined ? [] : [sessionLocal.route(route.session)]) as unknown as express.RequestHandler[];
       app[route.method === 'GET' ? 'get' : 'post'](route.path, ...routeMiddleware, (req: Request, res: Response, next: NextFunction) => {
-        route.handler({ db: req.db, body: req.body, headers: req.headers, query: req.query as Record<string, unknown> }).then((result) => reply(res, result), next);
+        route
+          .handler({
+            get db() {
+              return req.db;
+            },
+            body: req.body,
+            headers: req.headers,
+            query: req.query as Record<string, unknown>,
+            respond: (r) => reply(res, r),
+            hijack: () => res,
+            raw: res,
+          })
+          .then((result) => reply(res, result), next);
       });
     }
-    app.use((error: unknown, _req: Request, _res: Response, next: NextFunction) => {
+    // a thrown error rolls back whatever the error handlers below answer
+    app.use(sessionLocal.errors() as unknown as express.ErrorRequestHandler);
+    app.use((error: unknown, _req: Request, res: Response, next: NextFunction) => {
       kit.onError(error);
-      next(error);
+      const answerWith = (error as { answerWith?: number } | null)?.answerWith;
+      if (typeof answerWith === 'number' && !res.headersSent) res.status(answerWith).json({ handled: true });
+      else next(error);
     });
     return kit.listen(http.createServer(app));
   },

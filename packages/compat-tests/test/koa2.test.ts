@@ -3,10 +3,17 @@ import http from 'node:http';
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import { sessionLocal } from '@sessionlocal/adapter-koa';
-import { CALLBACK_JSON, runConformanceSuite } from '@sessionlocal/session-core/conformance';
+import { CALLBACK_JSON, runConformanceSuite, type HandlerResult } from '@sessionlocal/session-core/conformance';
 import Koa from 'koa2';
 import { describe, expect, it } from 'vitest';
 import { loadedVersions, resolvedVersion, runtimeImports } from './loaded.js';
+
+function reply(ctx: { status: number; set(headers: Record<string, string>): void; body: unknown }, result: HandlerResult): void {
+  if ('responded' in result) return;
+  ctx.status = result.status;
+  if (result.headers) ctx.set(result.headers);
+  ctx.body = 'stream' in result ? result.stream : (result.body ?? null);
+}
 
 runConformanceSuite({
   name: 'koa 2',
@@ -17,12 +24,35 @@ runConformanceSuite({
     for (const route of kit.routes) {
       const routeMiddleware = route.session === undefined ? [] : [sessionLocal.route(route.session)];
       router[route.method === 'GET' ? 'get' : 'post'](route.path, ...routeMiddleware, async (ctx) => {
-        const result = await route.handler({ db: ctx.db, body: ctx.request.body, headers: ctx.headers, query: ctx.query });
-        ctx.status = result.status;
-        if (result.headers) ctx.set(result.headers);
-        ctx.body = 'stream' in result ? result.stream : (result.body ?? null);
+        const result = await route.handler({
+          get db() {
+            return ctx.db;
+          },
+          body: ctx.request.body,
+          headers: ctx.headers,
+          query: ctx.query,
+          respond: (r) => reply(ctx, r),
+          hijack: () => {
+            ctx.respond = false;
+            return ctx.res;
+          },
+          raw: ctx.res,
+        });
+        reply(ctx, result);
       });
     }
+    // the app's error handler, outermost: a thrown error it answers was already rolled back inside
+    app.use(async (ctx, next) => {
+      try {
+        await next();
+      } catch (error) {
+        const answerWith = (error as { answerWith?: number } | null)?.answerWith;
+        if (typeof answerWith !== 'number') throw error;
+        kit.onError(error);
+        ctx.status = answerWith;
+        ctx.body = { handled: true };
+      }
+    });
     app.use(sessionLocal(kit.options));
     app.use(bodyParser({ jsonLimit: '1mb' }));
     app.use(async (ctx, next) => {

@@ -1,4 +1,4 @@
-import { type Attributes, type BatchObservableCallback, type MeterProvider, metrics, type Span, SpanKind, SpanStatusCode, type TracerProvider, trace } from '@opentelemetry/api';
+import { type Attributes, type BatchObservableCallback, context, type MeterProvider, metrics, type Span, SpanKind, SpanStatusCode, type TracerProvider, trace } from '@opentelemetry/api';
 import { PoolTimeoutError, type Engine, type Session, type SessionFactory } from '@sessionlocal/session-core';
 
 /** Options of `instrument`. */
@@ -67,9 +67,8 @@ export function instrument(factory: SessionFactory, options: InstrumentOptions =
   const open = new Map<number, Open>();
   const base: Attributes = { 'db.system.name': 'postgresql', 'db.system': 'postgresql', ...target.attributes };
 
-  const onBegin = ({ sessionId, durationMs }: { sessionId: number; durationMs: number }) => {
-    const session = sessionOf(factory, sessionId);
-    const resolved = session?.options ?? factory.options;
+  const onBegin = ({ sessionId, durationMs, readOnly, isolationLevel }: { sessionId: number; durationMs: number; readOnly: boolean; isolationLevel: string | undefined }) => {
+    const resolved = { readOnly, isolationLevel };
     // no context argument: the context of the session's first statement, so the caller's span
     // (e.g. the HTTP request's) is the parent
     const span = tracer.startSpan(
@@ -127,6 +126,12 @@ export function instrument(factory: SessionFactory, options: InstrumentOptions =
     entry.span.end();
   };
 
+  // statements run with the session's span active: pg statement spans (instrumentation-pg) are its children
+  engine.setStatementWrapper(<T>(session: Session, send: () => Promise<T>): Promise<T> => {
+    const entry = open.get(session.id);
+    return entry ? context.with(trace.setSpan(context.active(), entry.span), send) : send();
+  });
+
   factory.on('begin', onBegin).on('commit', onCommit).on('rollback', onRollback).on('leak', onLeak).on('error', onError).on('close', onClose);
 
   // Pool timeouts raise before any session event: count them, and trace them as a failed session
@@ -161,16 +166,11 @@ export function instrument(factory: SessionFactory, options: InstrumentOptions =
       factory.off('begin', onBegin).off('commit', onCommit).off('rollback', onRollback).off('leak', onLeak).off('error', onError).off('close', onClose);
       meter.removeBatchObservableCallback(observe, observables);
       if (typeof acquire === 'function') internal.acquire = acquire;
+      engine.setStatementWrapper(undefined);
       for (const entry of open.values()) entry.span.end();
       open.clear();
     },
   };
-}
-
-/** The session with this id, when it is the current one (events carry only the id). */
-function sessionOf(factory: SessionFactory, sessionId: number): Session | undefined {
-  const current = factory.currentOrUndefined();
-  return current?.id === sessionId ? current : undefined;
 }
 
 function describe(engine: Engine): { poolName: string; attributes: Attributes } {

@@ -59,6 +59,24 @@ describe('session spans', () => {
     expect(span!.status.code).toBe(SpanStatusCode.UNSET);
   });
 
+  it('statements run with the session span active, so pg statement spans are its children', async () => {
+    const { trace } = await import('@opentelemetry/api');
+    const active: Array<string | undefined> = [];
+    const probe = () => void active.push(trace.getActiveSpan()?.spanContext().spanId);
+    (engine.sequelize as unknown as { addHook(name: string, key: string, fn: () => void): void }).addHook('beforeQuery', 'otel-probe', probe);
+    try {
+      await SessionLocal.begin(async () => {
+        await engine.sequelize.query('SELECT 1');
+        await Promise.all([engine.sequelize.query('SELECT 2'), engine.sequelize.query('SELECT 3')]);
+      });
+    } finally {
+      (engine.sequelize as unknown as { removeHook(name: string, key: string): void }).removeHook('beforeQuery', 'otel-probe');
+    }
+    const [span] = await otel.sessionSpans();
+    expect(active).toHaveLength(3);
+    expect(new Set(active)).toEqual(new Set([span!.spanContext().spanId]));
+  });
+
   it('makes no span for a session that never queried', async () => {
     await SessionLocal.begin(async () => 'nothing');
     const lazy = SessionLocal();

@@ -43,6 +43,7 @@ export class Engine<S extends Sequelize = Sequelize> {
   /** @internal */ readonly secrets: string[];
   /** @internal sessions holding a connection */ readonly holding = new Set<Session>();
   /** @internal */ readonly counters = { opened: 0, committed: 0, rolledBack: 0 };
+  /** @internal See `setStatementWrapper`. */ statementWrapper: (<T>(session: Session, send: () => Promise<T>) => Promise<T>) | undefined;
   private disposed = false;
   private disposing: Promise<void> | undefined;
   private drainWaiters: Array<() => void> = [];
@@ -74,6 +75,15 @@ export class Engine<S extends Sequelize = Sequelize> {
     }
     const EngineSequelize = scopedSequelizeClass(this as unknown as Engine, this.options.sequelizeClass);
     this.sequelize = new EngineSequelize(sequelizeOptions) as S;
+  }
+
+  /**
+   * Experimental, for instrumentation (`@sessionlocal/otel`): run every statement of a session
+   * through `wrap`, in the statement's async context (e.g. to make the session's span the parent
+   * of the pg statement spans). `undefined` removes it.
+   */
+  setStatementWrapper(wrap: (<T>(session: Session, send: () => Promise<T>) => Promise<T>) | undefined): void {
+    this.statementWrapper = wrap;
   }
 
   /** Pool and session counters. */

@@ -80,7 +80,8 @@ export class Session {
   readonly id: number;
   /** The factory that made this session. */
   readonly factory: SessionFactory;
-  /** @internal */ readonly options: ResolvedSessionOptions;
+  /** The session's options, resolved (factory defaults merged with the per-session overrides). */
+  readonly options: ResolvedSessionOptions;
   /** @internal */ readonly engine: Engine;
   private readonly transport: SessionTransport;
   private life: Lifecycle = { kind: 'idle' };
@@ -377,18 +378,20 @@ export class Session {
       const text = typeof sql === 'string' ? sql : '';
       if (life.kind === 'failed' && !ROLLBACK_TO.test(text)) throw new TransactionAbortedError(this.id, life.failure);
       const connection = held.connection;
+      const wrap = this.engine.statementWrapper;
+      const send = wrap ? () => wrap(this, task) : task;
       let result: T;
       const pending = held.pendingBegin;
       if (pending !== undefined) {
         held.pendingBegin = undefined;
         this.engine.log(pending);
-        const sent = await sendWithBegin(connection, pending, task);
+        const sent = await sendWithBegin(connection, pending, send);
         if (!sent.begun) held.pendingBegin = pending;
         if (sent.failed) throw await this.statementFailed(held, sent.error);
         result = sent.result as T;
       } else {
         try {
-          result = await task();
+          result = await send();
         } catch (error) {
           throw await this.statementFailed(held, error);
         }
@@ -420,7 +423,7 @@ export class Session {
     if (from.kind === 'acquiring' && next.kind === 'active') {
       this.engine.holding.add(this);
       this.engine.counters.opened++;
-      this.emit('begin', { sessionId: this.id, durationMs: performance.now() - next.held.acquiredAt });
+      this.emit('begin', { sessionId: this.id, durationMs: performance.now() - next.held.acquiredAt, readOnly: this.options.readOnly, isolationLevel: this.options.isolationLevel });
     } else if (from.kind === 'ending' && next.kind === 'idle') {
       const { held } = from;
       if (held.leakTimer) clearTimeout(held.leakTimer);

@@ -36,7 +36,7 @@ export interface BeginOptions extends SessionOptions {
 
 /** Payloads of the events a factory emits. */
 export interface SessionEvents {
-  begin: { sessionId: number; durationMs: number };
+  begin: { sessionId: number; durationMs: number; readOnly: boolean; isolationLevel: string | undefined };
   commit: { sessionId: number; durationMs: number };
   rollback: { sessionId: number; durationMs: number; reason?: unknown };
   close: { sessionId: number };
