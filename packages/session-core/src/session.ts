@@ -1,10 +1,10 @@
 import { Transaction, type Model } from 'sequelize';
 import type { Engine, PooledConnection } from './engine.js';
-import { CommitError, SessionClosedError, TransactionAbortedError, type SessionLocalError } from './errors.js';
+import { CommitError, CommitOutcomeUnknownError, SessionClosedError, TransactionAbortedError, type SessionLocalError } from './errors.js';
 import { expire, unexpire } from './expire.js';
 import type { ResolvedSessionOptions, SessionFactory } from './sessionmaker.js';
-import { SessionClient } from './pipelined-begin.js';
-import { serial } from './serial.js';
+import { lostUnanswered, SessionClient } from './pipelined-begin.js';
+import { handOver, serial } from './serial.js';
 
 /** `idle`: no transaction; `active`: in a transaction; `failed`: a statement failed, roll back; `closed`. */
 export type SessionState = 'idle' | 'active' | 'failed' | 'closed';
@@ -154,6 +154,7 @@ export class Session {
       if (firstFailure !== undefined) throw new TransactionAbortedError(this.id, firstFailure);
       await serial(connection, () => (this.pendingBegin === undefined ? this.sendCommit(connection, tx) : this.skipBegin()));
     } catch (error) {
+      if (error instanceof CommitOutcomeUnknownError) throw this.commitOutcomeUnknown(tx, error);
       broken = firstFailure === undefined && isConnectionError(error);
       if (firstFailure !== undefined) {
         await serial(connection, () => this.sendRollback(connection, tx)).catch(() => {
@@ -267,10 +268,19 @@ export class Session {
         let result: T;
         try {
           result = await task(send);
+        } catch (error) {
+          // A stale pooled connection: the session's first statement (it carries BEGIN) got no
+          // reply before the connection died, so nothing of the transaction can commit. Once more,
+          // on a fresh connection.
+          if (pending === undefined || !lostUnanswered(connection)) throw error;
+          const fresh = await this.reconnect(connection, error);
+          if (send === sql) fresh.beginWithNext = pending;
+          result = await task(send);
         } finally {
           // not consumed (nothing reached the connection): BEGIN is still to be sent
-          if (connection.beginWithNext !== undefined) {
-            connection.beginWithNext = undefined;
+          const current = this.connection ?? connection;
+          if (current.beginWithNext !== undefined) {
+            current.beginWithNext = undefined;
             this.pendingBegin = pending;
           }
         }
@@ -309,20 +319,23 @@ export class Session {
    */
   protected async acquireAndBegin(): Promise<{ connection: PooledConnection; pendingBegin?: string }> {
     const { readOnly, isolationLevel, settings } = this.options;
-    const connection = await this.engine.acquire(readOnly);
     let begin = 'BEGIN';
     if (isolationLevel) begin += ` ISOLATION LEVEL ${isolationLevel}`;
     if (readOnly) begin += ' READ ONLY';
-    if (!settings) return { connection, pendingBegin: begin };
-    try {
-      this.engine.log(begin);
-      await connection.query(begin);
-      if (settings) await applySettings(this.engine, connection, settings);
-    } catch (error) {
-      this.engine.release(connection, true);
-      throw error;
+    if (!settings) return { connection: await this.engine.acquire(readOnly, this), pendingBegin: begin };
+    for (let attempt = 1; ; attempt++) {
+      const connection = await this.engine.acquire(readOnly, this);
+      try {
+        this.engine.log(begin);
+        await connection.query(begin);
+        await applySettings(this.engine, connection, settings);
+        return { connection };
+      } catch (error) {
+        this.engine.release(connection, true);
+        // a stale pooled connection died before answering: nothing began, take a fresh one (once)
+        if (attempt > 1 || !lostUnanswered(connection)) throw error;
+      }
     }
-    return { connection };
   }
 
   /** @internal */
@@ -352,6 +365,23 @@ export class Session {
       this.engine.log(pending);
       await connection.query(pending);
     });
+  }
+
+  /** Move the session to a fresh connection (the old one is destroyed); `cause` is thrown when none can be had. */
+  private async reconnect(old: PooledConnection, cause: unknown): Promise<PooledConnection> {
+    let fresh: PooledConnection;
+    try {
+      fresh = await this.engine.acquire(this.options.readOnly, this);
+    } catch {
+      throw cause;
+    }
+    this.releaseConnection(old, true);
+    const tx = this.tx as Transaction & { connection: PooledConnection; id: string };
+    tx.connection = fresh;
+    fresh.uuid = tx.id;
+    this.connection = fresh;
+    handOver(old, fresh);
+    return fresh;
   }
 
   /** Nothing was sent on the connection: there is no transaction to end. */
@@ -441,6 +471,20 @@ export class Session {
       this.dirty = false;
       this.engine.sessionReleased(this);
     }
+  }
+
+  /**
+   * COMMIT was sent and its reply never came: the connection is destroyed, neither `afterCommit`
+   * nor `afterRollback` hooks run (they are dropped and counted), neither `committed` nor
+   * `rolledBack` is counted; the factory emits `error` with phase `commit`.
+   */
+  private commitOutcomeUnknown(tx: Transaction, error: CommitOutcomeUnknownError): CommitOutcomeUnknownError {
+    const sequelizeHooks = (tx as unknown as { _afterCommitHooks: unknown[] })._afterCommitHooks.length;
+    this.finish(tx, 'rollback', true);
+    const unknown = new CommitOutcomeUnknownError(this.id, error.cause);
+    unknown.droppedHooks = this.takeHooks().commit.length + sequelizeHooks;
+    this.emit('error', { sessionId: this.id, error: unknown, phase: 'commit' });
+    return unknown;
   }
 
   private takeHooks(): { commit: Hook[]; rollback: Hook[] } {

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { checkIsolationLevel, checkSettings, type IsolationLevel } from './config.js';
 import type { Engine } from './engine.js';
-import { ConfigError, EngineDisposedError, NoActiveSessionError, sqlState } from './errors.js';
+import { CommitOutcomeUnknownError, ConfigError, EngineDisposedError, NoActiveSessionError, sqlState } from './errors.js';
 import { installExpiryTracking } from './expire.js';
 import { Session } from './session.js';
 
@@ -40,7 +40,8 @@ export interface SessionEvents {
   rollback: { sessionId: number; durationMs: number; reason?: unknown };
   close: { sessionId: number };
   leak: { sessionId: number; heldMs: number; stack: string | undefined };
-  error: { sessionId: number; error: unknown; phase: 'afterCommit' | 'afterRollback' };
+  /** A hook failed, or (`phase: 'commit'`) a COMMIT's outcome is unknown (`CommitOutcomeUnknownError`). */
+  error: { sessionId: number; error: unknown; phase: 'afterCommit' | 'afterRollback' | 'commit' };
 }
 
 export type SessionEvent = keyof SessionEvents;
@@ -149,7 +150,8 @@ export function createFactory<S extends Session>(engine: Engine, defaults: Resol
         emitter.emit(event, payload);
       } else if (event === 'error') {
         const { error, phase } = payload as SessionEvents['error'];
-        process.emitWarning(`sessionlocal: an ${phase} hook failed and no 'error' listener is registered: ${error instanceof Error ? error.message : String(error)}`);
+        const what = phase === 'commit' ? 'the outcome of a COMMIT is unknown' : `an ${phase} hook failed`;
+        process.emitWarning(`sessionlocal: ${what} and no 'error' listener is registered: ${error instanceof Error ? error.message : String(error)}`);
       }
     },
   });
@@ -171,6 +173,8 @@ async function runUnit<S extends Session, T>(session: S, fn: (session: S) => Pro
 const RETRYABLE = new Set(['40001', '40P01']);
 
 function isRetryable(error: unknown): boolean {
+  // the server may have committed: running fn again could do the work twice
+  if (error instanceof CommitOutcomeUnknownError) return false;
   const code = sqlState(error);
   return code !== undefined && RETRYABLE.has(code);
 }
