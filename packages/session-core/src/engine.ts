@@ -141,13 +141,22 @@ export class Engine {
     if (this.disposed) throw new EngineDisposedError();
     abandonedRequest(session);
     const manager = (this.sequelize as unknown as { connectionManager: { getConnection(o: object): Promise<PooledConnection> } }).connectionManager;
-    const { validateIdleMs, max } = this.options.pool;
+    const { validateIdleMs, max, acquireTimeoutMs } = this.options.pool;
+    const started = performance.now();
+    let reconnects = 0;
     for (let attempt = 0; ; attempt++) {
       let connection: PooledConnection;
       try {
         connection = await manager.getConnection(readOnly ? { type: 'SELECT' } : { type: 'RAW' });
       } catch (error) {
-        if (error instanceof ConnectionAcquireTimeoutError) throw new PoolTimeoutError(this.options.pool.acquireTimeoutMs, error);
+        if (error instanceof ConnectionAcquireTimeoutError) throw new PoolTimeoutError(acquireTimeoutMs, error);
+        // A connection attempt that timed out or was cut (often one started while the network was
+        // down, handed to this waiter): nothing ran, try a new one while the acquire deadline lasts.
+        if (reconnects < 2 && transientConnectFailure(error) && performance.now() - started < acquireTimeoutMs) {
+          reconnects++;
+          abandonedRequest(session);
+          continue;
+        }
         throw scrubError(error, this.secrets);
       }
       const idleSince = connection.idleSince;
@@ -263,6 +272,15 @@ export class Engine {
 
 function isCommitting(connection: PooledConnection | undefined): boolean {
   return connection instanceof SessionClient && connection.inFlight !== undefined && /^\s*(COMMIT|END)\b/i.test(connection.inFlight);
+}
+
+const TRANSIENT_CONNECT = /timeout expired|timed out|Connection terminated unexpectedly|ECONNRESET|EPIPE/i;
+
+/** A connection attempt that failed on the way (deadline, reset), not a refusal (auth, unknown database, shutdown). */
+function transientConnectFailure(error: unknown): boolean {
+  const e = error as { message?: unknown; parent?: { message?: unknown; code?: unknown } } | undefined;
+  if (typeof e?.parent?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.parent.code)) return false; // the server answered
+  return TRANSIENT_CONNECT.test(String(e?.parent?.message ?? '')) || TRANSIENT_CONNECT.test(String(e?.message ?? ''));
 }
 
 /** Throw the abort reason of a session whose request was abandoned (client gone). */
