@@ -33,7 +33,7 @@ export interface NetworkFaultResult {
   healthMs: Record<string, number | null>;
   /** How long after the return failures were counted (10 s, shorter when the next fault comes first). */
   windowMs: number;
-  /** Per app: requests started after the return, within the window, that failed for a database reason. */
+  /** Per app: requests started and finished within the window after the return that failed for a database reason. */
   staleFailures: Record<string, number>;
   examples: unknown[];
 }
@@ -106,7 +106,8 @@ export function countStaleFailures(loads: AppLoad[], results: NetworkFaultResult
     const returned = loadStarted + result.returnedAt;
     const windowEnd = returned + result.windowMs;
     for (const load of loads) {
-      const failed = load.log.filter((e) => e.startedAt >= returned && e.startedAt < windowEnd && failedByDatabase(e) && !killed(load.app, e));
+      // requests started and finished inside the window (one still running when the next fault begins has that cause)
+      const failed = load.log.filter((e) => e.startedAt >= returned && e.startedAt + e.ms <= windowEnd && failedByDatabase(e) && !killed(load.app, e));
       result.staleFailures[load.app] = failed.length;
       result.examples.push(...failed.slice(0, 3).map((e) => ({ app: load.app, ...e, startedAt: e.startedAt - returned })));
     }

@@ -152,7 +152,7 @@ export class Engine {
         if (error instanceof ConnectionAcquireTimeoutError) throw new PoolTimeoutError(acquireTimeoutMs, error);
         // A connection attempt that timed out or was cut (often one started while the network was
         // down, handed to this waiter): nothing ran, try a new one while the acquire deadline lasts.
-        if (reconnects < 2 && transientConnectFailure(error) && performance.now() - started < acquireTimeoutMs) {
+        if (reconnects < 2 && transientConnectFailure(error) && performance.now() - started < acquireTimeoutMs + this.options.connectTimeoutMs) {
           reconnects++;
           abandonedRequest(session);
           continue;
