@@ -38,6 +38,8 @@ export class AppLoad {
   readonly purchases: Purchase[] = [];
   readonly orderIds: number[] = [];
   readonly log: RequestLog[] = [];
+  /** 5xx answers by status and error code (`503 database_unavailable`: a reply deadline). */
+  readonly errors = new Map<string, number>();
   readonly agent = new Agent({ keepAlive: true, maxSockets: 64 });
   private latencies: number[] = [];
 
@@ -56,6 +58,7 @@ export class AppLoad {
   record(route: string, result: HttpResult, expected = false): HttpResult {
     this.count(this.statuses, label(result));
     const error = (result.body as { error?: unknown } | undefined)?.error;
+    if (result.status !== undefined && result.status >= 500) this.count(this.errors, `${result.status} ${typeof error === 'string' ? error : '?'}`);
     this.log.push({ route, startedAt: result.startedAt, ms: result.ms, status: result.status, error: typeof error === 'string' ? error : undefined, expected: expected || result.failure === 'aborted' });
     return result;
   }

@@ -372,6 +372,7 @@ async function main(): Promise<number> {
         load.app,
         {
           requests: Object.fromEntries([...load.statuses].sort()),
+          errors: Object.fromEntries([...load.errors].sort()),
           faults: Object.fromEntries([...load.faults].sort()),
           purchases: { total: load.purchases.length, marker: load.purchases.filter((p) => p.kind === 'marker').length, hot: load.purchases.filter((p) => p.kind === 'hot').length, ...outcomes.get(load.app) },
           loggedFailures: Object.fromEntries([...load.shop.failures].sort((a, b) => b[1] - a[1]).slice(0, 10)),

@@ -72,7 +72,6 @@ export class SessionClient extends pg.Client {
   private answered = true;
   private deadline: NodeJS.Timeout | undefined;
   private abandoned: SessionLocalError | undefined;
-  private inFlightListeners: Array<() => void> | undefined;
 
   constructor(config?: string | SessionClientConfig) {
     super(config);
@@ -82,19 +81,12 @@ export class SessionClient extends pg.Client {
     this.on('error', () => {
       (this as { _invalid?: boolean })._invalid = true;
     });
-    this.once('end', () => this.settled());
   }
 
   /** @internal The text of the statement written and not yet answered, if any. */
   get inFlight(): string | undefined {
     const active = (this as unknown as PgClientInternals)._activeQuery;
     return active ? (active.text ?? '') : undefined;
-  }
-
-  /** @internal Resolves once no statement is in flight (answered, failed or connection gone). */
-  whenSettled(): Promise<void> {
-    if (this.inFlight === undefined) return Promise.resolve();
-    return new Promise((resolve) => (this.inFlightListeners ??= []).push(resolve));
   }
 
   /**
@@ -163,7 +155,6 @@ export class SessionClient extends pg.Client {
     this.answered = true;
     this.clearDeadline();
     (pg.Client.prototype as unknown as PgClientInternals)._handleReadyForQuery.call(this, message);
-    if (this.inFlight === undefined) this.settled();
   }
 
   /** @internal pg: an ErrorResponse. A connection-class error answering a COMMIT leaves its outcome unknown. */
@@ -212,12 +203,6 @@ export class SessionClient extends pg.Client {
   private clearDeadline(): void {
     if (this.deadline) clearTimeout(this.deadline);
     this.deadline = undefined;
-  }
-
-  private settled(): void {
-    const listeners = this.inFlightListeners;
-    this.inFlightListeners = undefined;
-    if (listeners) for (const resolve of listeners) resolve();
   }
 
   private queryAfterBegin(begin: string, config: unknown, values: unknown, callback: Callback): void {

@@ -177,7 +177,10 @@ describe('COMMIT whose reply never came: outcome unknown', () => {
 
   it('engine.dispose reports outcome unknown when a COMMIT in flight cannot finish', async () => {
     const engine = proxied({ statementTimeoutMs: 300, replyTimeoutMarginMs: 200 });
-    const session = sessionmaker(engine)();
+    const SessionLocal = sessionmaker(engine);
+    const phases: string[] = [];
+    SessionLocal.on('error', (e) => phases.push(e.phase));
+    const session = SessionLocal();
     await session.run(() => engine.sequelize.query("INSERT INTO notes (body) VALUES ('lost commit')"));
     proxy.silent();
     const committing = session.commit().catch((e: unknown) => e);
@@ -185,6 +188,7 @@ describe('COMMIT whose reply never came: outcome unknown', () => {
     await engine.dispose({ timeoutMs: 10 });
     proxy.pass();
     expect(await committing).toBeInstanceOf(CommitOutcomeUnknownError);
+    expect(phases).toEqual(['commit']);
     await noIdleInTransaction();
     expect(engine.stats().sessions).toMatchObject({ committed: 0, rolledBack: 0, open: 0 });
   });
