@@ -157,9 +157,13 @@ export class Shop {
     return orderView(order, order.payment?.paymentId ?? null);
   }
 
-  /** `GET /receipts`: orders whose afterCommit hook ran in this process (`inDoubt`: COMMIT outcome unknown, no hook ran). */
-  listReceipts(): { orderIds: number[]; inDoubt: number[] } {
-    return { orderIds: this.receipts.list(), inDoubt: this.receipts.listInDoubt() };
+  /**
+   * `GET /receipts`: orders whose afterCommit hook ran in this process; `inDoubt` (only when there
+   * are some): orders whose COMMIT outcome is unknown, so no hook ran; they may or may not exist.
+   */
+  listReceipts(): { orderIds: number[]; inDoubt?: number[] } {
+    const inDoubt = this.receipts.listInDoubt();
+    return inDoubt.length > 0 ? { orderIds: this.receipts.list(), inDoubt } : { orderIds: this.receipts.list() };
   }
 
   /** `GET /sleep?ms=N`: hold the session's connection for N ms. */
