@@ -71,21 +71,22 @@ describe('reply deadline: a silent network never leaves a statement pending', ()
   });
 
   it('starts when the statement is written, not while it waits behind another on the connection', async () => {
-    const engine = proxied({ statementTimeoutMs: 500, replyTimeoutMarginMs: 100 });
+    const engine = proxied({ statementTimeoutMs: 1200, replyTimeoutMarginMs: 300 });
     const session = sessionmaker(engine)();
     await session.begin();
     const connection = session.heldConnection!;
-    // two statements queued at once on one client: 0.4 s each, 0.8 s together, deadline 0.6 s each
-    await expect(Promise.all([connection.query('SELECT pg_sleep(0.4)'), connection.query('SELECT pg_sleep(0.4)')])).resolves.toHaveLength(2);
+    // two statements queued at once on one client: 0.9 s each, 1.8 s together, deadline 1.5 s each
+    await expect(Promise.all([connection.query('SELECT pg_sleep(0.9)'), connection.query('SELECT pg_sleep(0.9)')])).resolves.toHaveLength(2);
     await session.close();
   });
 
   it('is raised by a session whose settings.statement_timeout raises the server timeout', async () => {
-    const engine = proxied({ statementTimeoutMs: 200, replyTimeoutMarginMs: 100 });
-    const Slow = sessionmaker(engine, { settings: { statement_timeout: '1500' } });
-    await expect(Slow.begin(() => engine.sequelize.query('SELECT pg_sleep(0.6)'))).resolves.toBeDefined();
+    // deadline 200 + 1000 ms; with the session's 2000 ms: 3000 ms
+    const engine = proxied({ statementTimeoutMs: 200, replyTimeoutMarginMs: 1000 });
+    const Slow = sessionmaker(engine, { settings: { statement_timeout: '2000' } });
+    await expect(Slow.begin(() => engine.sequelize.query('SELECT pg_sleep(1.4)'))).resolves.toBeDefined();
     // the engine's own 200 ms still applies elsewhere (the server cuts first: 57014, not a deadline)
-    const error = await sessionmaker(engine).begin(() => engine.sequelize.query('SELECT pg_sleep(0.6)')).catch((e: unknown) => e);
+    const error = await sessionmaker(engine).begin(() => engine.sequelize.query('SELECT pg_sleep(1.4)')).catch((e: unknown) => e);
     expect((error as { parent?: { code?: string } }).parent?.code).toBe('57014');
   });
 
@@ -106,7 +107,7 @@ describe('reply deadline: a silent network never leaves a statement pending', ()
   });
 
   it('the connect deadline ends a connection attempt into a silent network', async () => {
-    const engine = proxied({ connectTimeoutMs: 300 });
+    const engine = proxied({ connectTimeoutMs: 1000 });
     proxy.silent();
     const error = await sessionmaker(engine)
       .begin(() => engine.sequelize.query('SELECT 1'))
@@ -124,7 +125,7 @@ describe('COMMIT whose reply never came: outcome unknown', () => {
   });
 
   it('throws CommitOutcomeUnknownError, runs no hooks, is not retried, answers 500 without Retry-After', async () => {
-    const engine = proxied({ statementTimeoutMs: 300, replyTimeoutMarginMs: 200 });
+    const engine = proxied({ statementTimeoutMs: 1000, replyTimeoutMarginMs: 500 });
     const SessionLocal = sessionmaker(engine);
     const ran: string[] = [];
     const errors: Array<{ phase: string }> = [];
@@ -176,7 +177,7 @@ describe('COMMIT whose reply never came: outcome unknown', () => {
   });
 
   it('engine.dispose reports outcome unknown when a COMMIT in flight cannot finish', async () => {
-    const engine = proxied({ statementTimeoutMs: 300, replyTimeoutMarginMs: 200 });
+    const engine = proxied({ statementTimeoutMs: 1000, replyTimeoutMarginMs: 500 });
     const SessionLocal = sessionmaker(engine);
     const phases: string[] = [];
     SessionLocal.on('error', (e) => phases.push(e.phase));
@@ -249,7 +250,7 @@ describe('abandoned requests shed their work', () => {
     await holder.begin();
     const waiting = SessionLocal();
     const query = waiting.run(() => engine.sequelize.query('SELECT 1')).catch((e: unknown) => e);
-    await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 100 && engine.stats().pool.waiting === 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(engine.stats().pool.waiting).toBe(1);
     const reason = new DOMException('client gone', 'AbortError');
     waiting.abort(reason);
