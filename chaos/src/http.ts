@@ -12,6 +12,8 @@ export interface HttpResult {
   failure?: 'aborted' | 'timeout' | 'error';
   errorCode?: string;
   ms: number;
+  /** `Date.now()` when the request was sent. */
+  startedAt: number;
 }
 
 export interface HttpOptions {
@@ -29,15 +31,16 @@ export interface HttpOptions {
 /** One HTTP request to 127.0.0.1 with node:http; never rejects. */
 export function send(options: HttpOptions): Promise<HttpResult> {
   const started = performance.now();
+  const startedAt = Date.now();
   return new Promise((resolve) => {
     let settled = false;
     let status: number | undefined;
     const timers: NodeJS.Timeout[] = [];
-    const finish = (result: Omit<HttpResult, 'ms'>) => {
+    const finish = (result: Omit<HttpResult, 'ms' | 'startedAt'>) => {
       if (settled) return;
       settled = true;
       for (const t of timers) clearTimeout(t);
-      resolve({ ...result, ms: performance.now() - started });
+      resolve({ ...result, ms: performance.now() - started, startedAt });
     };
     const headers: Record<string, string | number> = { ...options.headers };
     if (options.body !== undefined) headers['content-length'] = Buffer.byteLength(options.body);

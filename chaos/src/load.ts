@@ -19,12 +19,27 @@ export interface Purchase {
   orderId?: number;
 }
 
+/** One finished request, for the time-window invariants (network faults). */
+export interface RequestLog {
+  route: string;
+  startedAt: number;
+  ms: number;
+  status?: number;
+  /** `error` of a JSON error body. */
+  error?: string;
+  /** The request was made to fail (`x-fail-at`) or cut by the client on purpose. */
+  expected: boolean;
+}
+
 /** Everything the load generator did and saw for one app. */
 export class AppLoad {
   readonly statuses = new Map<string, number>();
   readonly faults = new Map<string, number>();
   readonly purchases: Purchase[] = [];
   readonly orderIds: number[] = [];
+  readonly log: RequestLog[] = [];
+  /** 5xx answers by status and error code (`503 database_unavailable`: a reply deadline). */
+  readonly errors = new Map<string, number>();
   readonly agent = new Agent({ keepAlive: true, maxSockets: 64 });
   private latencies: number[] = [];
 
@@ -40,9 +55,11 @@ export class AppLoad {
     map.set(key, (map.get(key) ?? 0) + n);
   }
 
-  record(route: string, result: HttpResult): HttpResult {
+  record(route: string, result: HttpResult, expected = false): HttpResult {
     this.count(this.statuses, label(result));
-    void route;
+    const error = (result.body as { error?: unknown } | undefined)?.error;
+    if (result.status !== undefined && result.status >= 500) this.count(this.errors, `${result.status} ${typeof error === 'string' ? error : '?'}`);
+    this.log.push({ route, startedAt: result.startedAt, ms: result.ms, status: result.status, error: typeof error === 'string' ? error : undefined, expected: expected || result.failure === 'aborted' });
     return result;
   }
 
@@ -70,7 +87,7 @@ export async function purchase(load: AppLoad, options: { faults: boolean; aborts
   const itemId = markerItem ?? pick(load.hotItems);
   // marker items hold 3: quantity 4 is refused with 409 (a 4xx that must leave nothing behind)
   const quantity = kind === 'marker' ? (Math.random() < 0.12 ? 4 : 1 + Math.floor(Math.random() * 3)) : 1 + Math.floor(Math.random() * 3);
-  const p: Purchase = { app: load.app, kind, itemId, quantity, result: { complete: false, ms: 0 } };
+  const p: Purchase = { app: load.app, kind, itemId, quantity, result: { complete: false, ms: 0, startedAt: Date.now() } };
   if (options.faults && Math.random() < (kind === 'marker' ? 0.3 : 0.15)) {
     p.failAt = pick(FAIL_POINTS);
     load.count(load.faults, `x-fail-at:${p.failAt}`);
@@ -96,6 +113,7 @@ export async function purchase(load: AppLoad, options: { faults: boolean; aborts
       timeoutMs: 30_000,
       agent: p.abort ? undefined : load.agent,
     }),
+    p.failAt !== undefined,
   );
   if (p.result.complete && p.result.status === 201) {
     const id = (p.result.body as { id?: unknown } | undefined)?.id;
@@ -116,7 +134,7 @@ export async function read(load: AppLoad): Promise<void> {
   else if (r < 0.75 && load.orderIds.length > 0) path = `/orders/${pick(load.orderIds)}`;
   else if (r < 0.85) path = '/receipts';
   else if (r < 0.92) path = '/ping';
-  load.record(`GET ${path}`, await send({ port: load.shop.port, path, agent: load.agent, timeoutMs: 30_000 }));
+  load.record(path.startsWith('/items/') ? 'GET /items/:id' : path.startsWith('/orders/') ? 'GET /orders/:id' : `GET ${path}`, await send({ port: load.shop.port, path, agent: load.agent, timeoutMs: 30_000 }));
 }
 
 /** `GET /sleep` holding a connection; sometimes the client leaves mid-sleep. */
@@ -127,7 +145,7 @@ export async function sleeper(load: AppLoad, aborts: boolean): Promise<void> {
     abortAfterMs = between(1, ms);
     load.count(load.faults, 'disconnect:sleep');
   }
-  load.record('GET /sleep', await send({ port: load.shop.port, path: `/sleep?ms=${ms}`, abortAfterMs, timeoutMs: 30_000, agent: abortAfterMs === undefined ? load.agent : undefined }));
+  load.record('GET /sleep', await send({ port: load.shop.port, path: `/sleep?ms=${ms}`, abortAfterMs, timeoutMs: 30_000, agent: abortAfterMs === undefined ? load.agent : undefined }), abortAfterMs !== undefined);
 }
 
 /** A worker: a bounded loop of mixed requests until `stop()` says so. */
@@ -147,7 +165,7 @@ export async function burst(load: AppLoad, size: number, holdMs: number): Promis
   const results = await Promise.all(Array.from({ length: size }, () => send({ port: load.shop.port, path: `/sleep?ms=${holdMs}`, timeoutMs: 30_000 })));
   let busy = 0;
   for (const result of results) {
-    load.record('GET /sleep (burst)', result);
+    load.record('GET /sleep (burst)', result, true);
     if (result.status === 503) busy++;
   }
   load.count(load.faults, 'pool-burst:503s', busy);

@@ -9,6 +9,8 @@ import { runBouncerChecks, type BouncerReport } from './bouncer-checks.js';
 import { checkApp, checkOrphanPayments, type PurchaseOutcomes, type Verdict } from './checks.js';
 import { send, sleep, until } from './http.js';
 import { AppLoad, burst, terminateOne, worker } from './load.js';
+import { startFaultProxy, type FaultProxy } from '@sessionlocal/session-core/testing';
+import { countStaleFailures, longestRequestVerdicts, NETWORK_SCHEDULE, networkVerdicts, runNetworkFaults, type NetworkFaultResult } from './network.js';
 import { Bouncer, findPgbouncer, pgbouncerVersion } from './pgbouncer.js';
 import { Cluster } from './postgres.js';
 import { printSummary } from './report.js';
@@ -20,6 +22,8 @@ const SHOP_PASSWORD = 'shop-secret';
 interface Options {
   duration: number;
   restart: boolean;
+  /** Network faults through the fault proxy (latency, silent, drip, resets). */
+  network: boolean;
   pgbouncer: boolean;
   workers: number;
   /** Only terminate backends at least this old (ms); see README "The CI subset". */
@@ -28,9 +32,11 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { duration: 60, restart: true, pgbouncer: false, workers: 4, terminateMinAgeMs: 0, out: resolve(PKG, 'results/latest.json') };
+  const options: Options = { duration: 60, restart: true, network: true, pgbouncer: false, workers: 4, terminateMinAgeMs: 0, out: '' };
   let restartGiven: boolean | undefined;
+  let networkGiven: boolean | undefined;
   let minAgeGiven: number | undefined;
+  let outGiven: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -41,13 +47,15 @@ function parseArgs(argv: string[]): Options {
     if (arg === '--') continue;
     else if (arg === '--duration') options.duration = Number(value());
     else if (arg === '--workers') options.workers = Number(value());
-    else if (arg === '--out') options.out = resolve(process.cwd(), value());
+    else if (arg === '--out') outGiven = resolve(process.cwd(), value());
+    else if (arg === '--network') networkGiven = true;
+    else if (arg === '--no-network') networkGiven = false;
     else if (arg === '--restart') restartGiven = true;
     else if (arg === '--no-restart') restartGiven = false;
     else if (arg === '--pgbouncer') options.pgbouncer = true;
     else if (arg === '--terminate-min-age') minAgeGiven = Number(value());
     else if (arg === '--help' || arg === '-h') {
-      console.log('usage: pnpm chaos [--duration 60] [--restart|--no-restart] [--pgbouncer] [--workers 4] [--terminate-min-age MS] [--out chaos/results/latest.json]');
+      console.log('usage: pnpm chaos [--duration 60] [--restart|--no-restart] [--network|--no-network] [--pgbouncer] [--workers 4] [--terminate-min-age MS] [--out FILE]');
       process.exit(0);
     } else throw new Error(`unknown argument ${arg}`);
   }
@@ -55,10 +63,16 @@ function parseArgs(argv: string[]): Options {
   if (!Number.isInteger(options.workers) || options.workers < 1 || options.workers > 32) throw new Error('--workers must be 1..32');
   // The PostgreSQL restart needs room around it: on by default from 30 s (the 10 s CI run is the subset without it).
   options.restart = restartGiven ?? options.duration >= 30;
+  // network faults need their recovery windows (10 s each): on by default from 30 s, like the restart
+  options.network = networkGiven ?? options.duration >= 30;
   // Short runs spare backends younger than 1 s: terminating one while its client is still setting it up
   // crashes the app (session-core/Sequelize bug, see README); the full run keeps that fault.
   options.terminateMinAgeMs = minAgeGiven ?? (options.duration >= 30 ? 0 : 1_000);
   if (!Number.isInteger(options.terminateMinAgeMs) || options.terminateMinAgeMs < 0) throw new Error('--terminate-min-age must be an integer >= 0 (ms)');
+  // only the standard run (60 s, default faults) replaces the published results; ad-hoc runs go to results/tmp/
+  const standard = options.duration === 60 && options.workers === 4 && restartGiven === undefined && networkGiven === undefined && minAgeGiven === undefined;
+  const name = options.pgbouncer ? 'pgbouncer' : 'latest';
+  options.out = outGiven ?? resolve(PKG, standard ? `results/${name}.json` : `results/tmp/${name}-${options.duration}s.json`);
   return options;
 }
 
@@ -66,12 +80,14 @@ const say = (line: string) => console.log(`[chaos] ${line}`);
 
 let cluster: Cluster | undefined;
 const bouncers: Bouncer[] = [];
+let proxy: FaultProxy | undefined;
 const shops: ShopProcess[] = [];
 let stopping = false;
 let interrupted = false;
 
 async function cleanup(): Promise<void> {
   await Promise.all(shops.map((shop) => shop.stop(10_000).catch(() => null)));
+  await proxy?.close().catch(() => {});
   await Promise.all(bouncers.map((b) => b.stop().catch(() => {})));
   await cluster?.destroy().catch(() => {});
 }
@@ -105,7 +121,7 @@ async function main(): Promise<number> {
       return 0;
     }
   }
-  say(`duration ${options.duration} s, workers ${options.workers}/app, PostgreSQL restart ${options.restart ? 'on' : 'off'}, pg_terminate_backend on backends older than ${options.terminateMinAgeMs} ms${options.pgbouncer ? `, behind ${pgbouncerVersion(bouncerBinary!)} (transaction pooling)` : ''}`);
+  say(`duration ${options.duration} s, workers ${options.workers}/app, PostgreSQL restart ${options.restart ? 'on' : 'off'}, network faults ${options.network ? 'on' : 'off'}, pg_terminate_backend on backends older than ${options.terminateMinAgeMs} ms${options.pgbouncer ? `, behind ${pgbouncerVersion(bouncerBinary!)} (transaction pooling)` : ''}`);
 
   // -- PostgreSQL (and PgBouncer) --
   cluster = await Cluster.create(await freePort());
@@ -129,8 +145,23 @@ async function main(): Promise<number> {
     say(`PgBouncer (pool_mode=transaction) on 127.0.0.1:${bouncer.port}`);
   }
 
+  // -- the fault proxy: every shop connection goes through it --
+  proxy = await startFaultProxy({ port: Number(new URL(appUrl).port) });
+  appUrl = proxy.url(appUrl);
+  say(`fault proxy on 127.0.0.1:${proxy.port} in front of ${options.pgbouncer ? 'PgBouncer' : 'PostgreSQL'}`);
+
   // -- the three shops --
-  const env = { DATABASE_URL: appUrl, DB_POOL_MAX: '5', DB_POOL_ACQUIRE_TIMEOUT_MS: '500', SHOP_FAULTS: '1' };
+  // Deadlines: reply = statement_timeout 1000 + margin 500 (behind PgBouncer, where statement_timeout
+  // cannot be a startup parameter: an explicit reply deadline of 1500), connect 1500.
+  const deadlines = { acquireMs: 500, connectMs: 1_500, replyMs: 1_500 };
+  const env: Record<string, string> = {
+    DATABASE_URL: appUrl,
+    DB_POOL_MAX: '5',
+    DB_POOL_ACQUIRE_TIMEOUT_MS: String(deadlines.acquireMs),
+    DB_CONNECT_TIMEOUT_MS: String(deadlines.connectMs),
+    SHOP_FAULTS: '1',
+    ...(options.pgbouncer ? { DB_REPLY_TIMEOUT_MS: String(deadlines.replyMs) } : { DB_STATEMENT_TIMEOUT_MS: '1000', DB_REPLY_TIMEOUT_MARGIN_MS: '500' }),
+  };
   for (const app of APPS) shops.push(await startShop(app, env)); // one at a time: migrations, 2 cores
   if (interrupted) return 130;
   for (const shop of shops) say(`${shop.app} on 127.0.0.1:${shop.port}`);
@@ -160,6 +191,7 @@ async function main(): Promise<number> {
   let dbDown = false;
   let burstsPaused = false;
   const terminations = new Map<string, number>();
+  const kills: Array<{ at: number; app: string | undefined }> = [];
   const restart: { stoppedAt?: number; upAt?: number; stopMs?: number; recovery: Record<string, number | null> } = { recovery: {} };
 
   const workers = all.flatMap((load) => Array.from({ length: options.workers }, () => worker(load, done, { faults: true, aborts: true })));
@@ -171,6 +203,7 @@ async function main(): Promise<number> {
       try {
         const killed = await terminateOne(admin, { applicationNames: options.pgbouncer ? undefined : [...APPS], minAgeMs: options.terminateMinAgeMs });
         if (!killed) continue;
+        kills.push({ at: Date.now(), app: options.pgbouncer ? undefined : killed.app });
         const key = `${killed.state}`;
         terminations.set(key, (terminations.get(key) ?? 0) + 1);
         const load = loads.get(killed.app as AppName);
@@ -218,6 +251,22 @@ async function main(): Promise<number> {
     burstsPaused = false;
   })();
 
+  let networkResults: NetworkFaultResult[] = [];
+  const network = (async () => {
+    if (!options.network) return;
+    networkResults = await runNetworkFaults({
+      proxy: proxy!,
+      loads: all,
+      schedule: NETWORK_SCHEDULE,
+      durationMs: options.duration * 1000,
+      loadStarted,
+      otherFaultsAt: options.restart ? [options.duration * 1000 * 0.4] : [],
+      done,
+      kills,
+      say,
+    });
+  })();
+
   // progress line every 10 s
   const progress = (async () => {
     for (let i = 0; i < 10_000 && !done(); i++) {
@@ -228,7 +277,8 @@ async function main(): Promise<number> {
     }
   })();
 
-  await Promise.all([...workers, terminator, bursts, restarter, progress]);
+  await Promise.all([...workers, terminator, bursts, restarter, network, progress]);
+  proxy.pass();
   if (interrupted) return 130;
   const loadMs = Date.now() - loadStarted;
   say(`load stopped after ${(loadMs / 1000).toFixed(1)} s; checking invariants`);
@@ -239,6 +289,11 @@ async function main(): Promise<number> {
     const crashed = load.shop.crashed;
     verdicts.push({ app: load.app, name: 'process stayed up', pass: !crashed, detail: crashed ? `exited (${crashed.signal ?? crashed.code}) during the run; last output: ${crashed.tail.slice(-1500)}` : 'running' });
     if (crashed) console.error(`[chaos] ${load.app} exited during the run (${crashed.signal ?? crashed.code}); its last output:\n${crashed.tail}`);
+  }
+  verdicts.push(...longestRequestVerdicts(all, deadlines));
+  if (options.network) {
+    countStaleFailures(all, networkResults, loadStarted, kills);
+    verdicts.push(...networkVerdicts(all, networkResults));
   }
   for (const load of all) {
     const recovery = restart.recovery[load.app];
@@ -284,7 +339,8 @@ async function main(): Promise<number> {
   for (const load of all) {
     const r = await send({ port: load.shop.port, path: '/receipts', timeoutMs: 5_000 });
     const receipts = r.status === 200 ? ((r.body as { orderIds?: number[] }).orderIds ?? []) : undefined;
-    const checked = await checkApp(admin, load, initialStock, receipts);
+    const inDoubt = r.status === 200 ? ((r.body as { inDoubt?: number[] }).inDoubt ?? []) : [];
+    const checked = await checkApp(admin, load, initialStock, receipts, inDoubt);
     verdicts.push(...checked.verdicts);
     outcomes.set(load.app, checked.outcomes);
   }
@@ -307,12 +363,16 @@ async function main(): Promise<number> {
     loadMs,
     totalMs: Date.now() - started,
     postgresRestart: options.restart ? restart : null,
+    deadlines,
+    network: options.network ? networkResults : null,
+    longestRequestMs: Object.fromEntries(all.map((load) => [load.app, Math.round(Math.max(0, ...load.log.filter((e) => !(e.status === undefined && e.expected)).map((e) => e.ms)))])),
     terminationsByBackendState: Object.fromEntries(terminations),
     apps: Object.fromEntries(
       all.map((load) => [
         load.app,
         {
           requests: Object.fromEntries([...load.statuses].sort()),
+          errors: Object.fromEntries([...load.errors].sort()),
           faults: Object.fromEntries([...load.faults].sort()),
           purchases: { total: load.purchases.length, marker: load.purchases.filter((p) => p.kind === 'marker').length, hot: load.purchases.filter((p) => p.kind === 'hot').length, ...outcomes.get(load.app) },
           loggedFailures: Object.fromEntries([...load.shop.failures].sort((a, b) => b[1] - a[1]).slice(0, 10)),
@@ -325,6 +385,11 @@ async function main(): Promise<number> {
   writeResults(options.out, result);
   printSummary(result);
   say(`results written to ${options.out}`);
+  if (options.network) {
+    const longest = result.longestRequestMs;
+    say(`network faults: longest request ${JSON.stringify(longest)} ms (deadlines: acquire ${deadlines.acquireMs}, connect ${deadlines.connectMs}, reply ${deadlines.replyMs} ms)`);
+    for (const r of networkResults) say(`  ${r.kind}: /health 200 after ${JSON.stringify(r.healthMs)} ms; stale-connection failures in ${(r.windowMs / 1000).toFixed(1)} s: ${JSON.stringify(r.staleFailures)}`);
+  }
   say(pass ? 'all invariants PASS' : `FAILED: ${verdicts.filter((v) => !v.pass).length} invariant(s)`);
   return pass ? 0 : 1;
 }

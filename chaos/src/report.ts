@@ -2,6 +2,7 @@ import type { Verdict } from './checks.js';
 
 interface AppSummary {
   requests: Record<string, number>;
+  errors?: Record<string, number>;
   faults: Record<string, number>;
   purchases: Record<string, number>;
 }
@@ -31,6 +32,8 @@ export function printSummary(summary: Summary): void {
   console.log(`\nchaos run (${summary.mode}, load ${(summary.loadMs / 1000).toFixed(1)} s)\n`);
   console.log('Requests by status');
   console.log(table(['status', ...apps], grid((a) => a.requests)));
+  console.log('\n5xx answers by error code');
+  console.log(table(['answer', ...apps], grid((a) => a.errors ?? {})));
   console.log('\nFaults injected');
   console.log(table(['fault', ...apps], grid((a) => a.faults)));
   console.log('\nPurchase outcomes');

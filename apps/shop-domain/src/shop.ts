@@ -60,7 +60,20 @@ export class Shop {
     this.faults = options.faults ?? false;
     this.receipts = options.receipts ?? new Receipts();
     this.gateway = options.gateway ?? new FakePaymentGateway();
+    // A COMMIT whose reply never came runs no hook: its order may exist without a receipt. Say which.
+    this.SessionLocal.on('error', (event) => {
+      if (event.phase !== 'commit') {
+        process.emitWarning(`shop: an ${event.phase} hook failed: ${event.error instanceof Error ? event.error.message : String(event.error)}`);
+        return;
+      }
+      const orderId = this.ordering.get(event.sessionId);
+      if (orderId !== undefined) this.receipts.inDoubt(orderId);
+      this.ordering.delete(event.sessionId);
+    });
   }
+
+  /** Session id -> order id of orders placed and not yet committed or rolled back. */
+  private readonly ordering = new Map<number, number>();
 
   /** `GET /ping`: no database. */
   ping(): { pong: true } {
@@ -127,7 +140,12 @@ export class Shop {
     if (failAt === 'after-payment') throw new InjectedFault(failAt);
 
     await order.update({ status: 'paid' });
-    session.afterCommit(() => this.receipts.add(order.id));
+    this.ordering.set(session.id, order.id);
+    session.afterCommit(() => {
+      this.ordering.delete(session.id);
+      this.receipts.add(order.id);
+    });
+    session.afterRollback(() => this.ordering.delete(session.id));
     return orderView(order, paymentId);
   }
 
@@ -139,9 +157,13 @@ export class Shop {
     return orderView(order, order.payment?.paymentId ?? null);
   }
 
-  /** `GET /receipts`: orders whose afterCommit hook ran in this process. */
-  listReceipts(): { orderIds: number[] } {
-    return { orderIds: this.receipts.list() };
+  /**
+   * `GET /receipts`: orders whose afterCommit hook ran in this process; `inDoubt` (only when there
+   * are some): orders whose COMMIT outcome is unknown, so no hook ran; they may or may not exist.
+   */
+  listReceipts(): { orderIds: number[]; inDoubt?: number[] } {
+    const inDoubt = this.receipts.listInDoubt();
+    return inDoubt.length > 0 ? { orderIds: this.receipts.list(), inDoubt } : { orderIds: this.receipts.list() };
   }
 
   /** `GET /sleep?ms=N`: hold the session's connection for N ms. */

@@ -19,7 +19,28 @@ export interface EngineOptions<S extends Sequelize = Sequelize> {
     acquireTimeoutMs?: number;
     /** How long an idle connection stays open (default 10000). */
     idleTimeoutMs?: number;
+    /**
+     * A connection idle in the pool at least this long gets a `SELECT 1` (bounded by the connect
+     * deadline) before it is handed out; a dead one is destroyed and another taken. Warm checkouts
+     * cost no round trip. 0 turns it off (default 5000).
+     */
+    validateIdleMs?: number;
   };
+  /** Deadline of opening a connection: TCP connect, TLS, startup and authentication (default 10000; 0: none). */
+  connectTimeoutMs?: number;
+  /** TCP keepalive: first probe after this much idle time on a connection (default 30000; 0: off). */
+  keepAliveMs?: number;
+  /**
+   * Client-side deadline of each statement's reply, counted from when the statement is written to
+   * the socket. Default: derived, the effective server `statement_timeout` (`statementTimeoutMs`, or
+   * a session's `settings.statement_timeout` when it raises it) plus `replyTimeoutMarginMs`, so the
+   * server always gives up first; none when no server timeout is known. A number applies where no
+   * server timeout is known and is raised to the derived value where one is (behind PgBouncer,
+   * where `statementTimeoutMs` cannot be used). 0 turns the deadline off.
+   */
+  replyTimeoutMs?: number;
+  /** Added to the server `statement_timeout` to derive the reply deadline (default 1000). */
+  replyTimeoutMarginMs?: number;
   /** Log every statement: `true` for `console.log`, or a function. Passwords never appear. */
   echo?: boolean | EchoFunction;
   /** Server-side `statement_timeout` of every connection. */
@@ -61,7 +82,11 @@ export interface ParsedUrl {
 }
 
 export interface ResolvedEngineOptions {
-  pool: { max: number; min: number; acquireTimeoutMs: number; idleTimeoutMs: number };
+  pool: { max: number; min: number; acquireTimeoutMs: number; idleTimeoutMs: number; validateIdleMs: number };
+  connectTimeoutMs: number;
+  keepAliveMs: number;
+  replyTimeoutMs: number | undefined;
+  replyTimeoutMarginMs: number;
   echo: EchoFunction | undefined;
   statementTimeoutMs: number | undefined;
   idleInTransactionTimeoutMs: number | undefined;
@@ -155,7 +180,12 @@ export function resolveEngineOptions<S extends Sequelize>(options: EngineOptions
       min,
       acquireTimeoutMs: integer('pool.acquireTimeoutMs', pool.acquireTimeoutMs, 1, 30_000),
       idleTimeoutMs: integer('pool.idleTimeoutMs', pool.idleTimeoutMs, 1, 10_000),
+      validateIdleMs: integer('pool.validateIdleMs', pool.validateIdleMs, 0, 5_000),
     },
+    connectTimeoutMs: integer('connectTimeoutMs', options.connectTimeoutMs, 0, 10_000),
+    keepAliveMs: integer('keepAliveMs', options.keepAliveMs, 0, 30_000),
+    replyTimeoutMs: integer('replyTimeoutMs', options.replyTimeoutMs, 0),
+    replyTimeoutMarginMs: integer('replyTimeoutMarginMs', options.replyTimeoutMarginMs, 0, 1_000),
     echo: echo === true ? (sql) => console.log(`[sessionlocal] ${sql}`) : echo || undefined,
     statementTimeoutMs: integer('statementTimeoutMs', options.statementTimeoutMs, 0),
     idleInTransactionTimeoutMs: integer('idleInTransactionTimeoutMs', options.idleInTransactionTimeoutMs, 0),
@@ -186,6 +216,36 @@ function checkSequelizeClass(value: unknown): typeof Sequelize {
   }
   const got = typeof value === 'function' ? `class ${value.name || '(anonymous)'}` : value === null ? 'null' : typeof value;
   throw new ConfigError('sequelizeClass', `must be Sequelize or a subclass of it (e.g. sequelize-typescript's Sequelize), got ${got}`);
+}
+
+/**
+ * The reply deadline of a session's statements (ms), or undefined for none: the effective server
+ * `statement_timeout` (the engine's, or the session's `settings.statement_timeout` when it raises
+ * it; '0' disables both) plus the margin, never below an explicit `replyTimeoutMs`.
+ */
+export function replyDeadlineMs(options: ResolvedEngineOptions, settings?: Record<string, string>): number | undefined {
+  const explicit = options.replyTimeoutMs;
+  if (explicit === 0) return undefined;
+  let server = options.statementTimeoutMs || undefined;
+  const local = settings?.statement_timeout;
+  if (local !== undefined) {
+    const ms = parseDurationMs(local);
+    if (ms === 0) return undefined; // the session runs without a server timeout: no client deadline either
+    if (ms !== undefined && (server === undefined || ms > server)) server = ms;
+  }
+  const derived = server === undefined ? undefined : server + options.replyTimeoutMarginMs;
+  if (explicit === undefined) return derived;
+  return derived === undefined ? explicit : Math.max(explicit, derived);
+}
+
+const DURATION = /^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$/;
+const UNIT_MS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A PostgreSQL duration setting (`'5000'`, `'5s'`, `'1min'`) in milliseconds; undefined when unreadable. */
+export function parseDurationMs(value: string): number | undefined {
+  const match = DURATION.exec(value);
+  if (!match) return undefined;
+  return Math.ceil(Number(match[1]) * (UNIT_MS[match[2] ?? 'ms'] ?? 1));
 }
 
 /** Validate an isolation level (case-insensitive); `field` names the option in errors. */
@@ -234,6 +294,8 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv): { url: string; options: 
   const min = num('DB_POOL_MIN', 0);
   const acquire = num('DB_POOL_ACQUIRE_TIMEOUT_MS', 1);
   const idle = num('DB_POOL_IDLE_TIMEOUT_MS', 1);
+  const validate = num('DB_POOL_VALIDATE_IDLE_MS', 0);
+  if (validate !== undefined) pool.validateIdleMs = validate;
   if (max !== undefined) pool.max = max;
   if (min !== undefined) pool.min = min;
   if (acquire !== undefined) pool.acquireTimeoutMs = acquire;
@@ -241,5 +303,15 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv): { url: string; options: 
   const options: EngineOptions = { pool, echo: echoRaw === '1' || echoRaw === 'true' || echoRaw === 'yes' };
   const statement = num('DB_STATEMENT_TIMEOUT_MS', 0);
   if (statement !== undefined) options.statementTimeoutMs = statement;
+  const fields = [
+    ['DB_CONNECT_TIMEOUT_MS', 'connectTimeoutMs'],
+    ['DB_KEEPALIVE_MS', 'keepAliveMs'],
+    ['DB_REPLY_TIMEOUT_MS', 'replyTimeoutMs'],
+    ['DB_REPLY_TIMEOUT_MARGIN_MS', 'replyTimeoutMarginMs'],
+  ] as const;
+  for (const [name, field] of fields) {
+    const value = num(name, 0);
+    if (value !== undefined) options[field] = value;
+  }
   return { url, options };
 }

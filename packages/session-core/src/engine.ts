@@ -1,11 +1,11 @@
 import pg from 'pg';
 import type { Sequelize, Options as SequelizeOptions } from 'sequelize';
 import { ConnectionAcquireTimeoutError } from 'sequelize';
-import { optionsFromEnv, parseDatabaseUrl, resolveEngineOptions, type EngineOptions, type ParsedUrl, type ResolvedEngineOptions } from './config.js';
-import { EngineDisposedError, PoolTimeoutError } from './errors.js';
+import { optionsFromEnv, parseDatabaseUrl, replyDeadlineMs, resolveEngineOptions, type EngineOptions, type ParsedUrl, type ResolvedEngineOptions } from './config.js';
+import { CommitOutcomeUnknownError, EngineDisposedError, PoolTimeoutError, SessionClosedError, SessionLocalError } from './errors.js';
 import { redact, scrubError } from './redact.js';
 import { createScopeStorage, type ScopeStorage } from './scope.js';
-import { SessionClient } from './pipelined-begin.js';
+import { SessionClient, type SessionClientConfig } from './pipelined-begin.js';
 import { scopedSequelizeClass } from './scoped-sequelize.js';
 import type { Session } from './session.js';
 
@@ -17,6 +17,9 @@ export interface PooledConnection extends pg.Client {
   queryType?: 'read' | 'write';
   /** BEGIN to send in the same pipeline as the next statement (see `SessionClient`). */
   beginWithNext?: string;
+  /** Reply deadline of the statements written from now on (see `SessionClient`). */
+  replyTimeoutMs?: number;
+  idleSince?: number;
 }
 
 /** What `engine.stats()` reports. */
@@ -47,6 +50,9 @@ export class Engine<S extends Sequelize = Sequelize> {
   private disposed = false;
   private disposing: Promise<void> | undefined;
   private drainWaiters: Array<() => void> = [];
+  private releaseWaiters: Array<() => void> = [];
+  /** Reply deadline of statements outside sessions and of sessions without their own settings. */
+  private readonly defaultReplyTimeoutMs: number | undefined;
 
   constructor(url: string, options: EngineOptions<S> = {}) {
     const main = parseDatabaseUrl(url);
@@ -65,7 +71,7 @@ export class Engine<S extends Sequelize = Sequelize> {
       logging: echo ? (sql: string) => echo(redact(sql, secrets)) : false,
       ...this.options.sequelize,
       dialect: 'postgres',
-      dialectModule: guardedPg,
+      dialectModule: clientModule(this.options),
       dialectOptions,
       ...connectionFields(main),
       pool: { max: pool.max, min: pool.min, acquire: pool.acquireTimeoutMs, idle: pool.idleTimeoutMs, evict: Math.min(pool.idleTimeoutMs, 1000) },
@@ -75,6 +81,8 @@ export class Engine<S extends Sequelize = Sequelize> {
     }
     const EngineSequelize = scopedSequelizeClass(this as unknown as Engine, this.options.sequelizeClass);
     this.sequelize = new EngineSequelize(sequelizeOptions) as S;
+    this.defaultReplyTimeoutMs = replyDeadlineMs(this.options);
+    keepSessionLocalErrors(this.sequelize);
   }
 
   /**
@@ -119,7 +127,9 @@ export class Engine<S extends Sequelize = Sequelize> {
 
   /**
    * Refuse new sessions (`EngineDisposedError`), wait up to `timeoutMs` for open sessions to
-   * finish, roll back the rest by closing their connections, then close the pool.
+   * finish, roll back the rest by closing their connections, then close the pool. A session
+   * whose COMMIT is already sent is let finish (up to its reply deadline, else 5 s, plus 1 s);
+   * past that its commit fails with `CommitOutcomeUnknownError`, never a reported rollback.
    */
   dispose(options: { timeoutMs?: number } = {}): Promise<void> {
     this.disposing ??= this.disposeNow(options.timeoutMs ?? 10_000);
@@ -130,15 +140,54 @@ export class Engine<S extends Sequelize = Sequelize> {
     return this.disposed;
   }
 
-  /** @internal Acquire a pooled connection, mapping pool timeouts and scrubbing secrets. */
-  async acquire(readOnly: boolean): Promise<PooledConnection> {
+  /**
+   * @internal Acquire a pooled connection, mapping pool timeouts and scrubbing secrets. With a
+   * session: a connection that arrives after the session's request was aborted goes straight
+   * back (nothing is opened for a client that left), and the connection gets the session's reply
+   * deadline. A connection idle longer than `pool.validateIdleMs` is checked with `SELECT 1`
+   * first; a dead one is destroyed and another one taken.
+   */
+  async acquire(readOnly: boolean, session?: Session): Promise<PooledConnection> {
     if (this.disposed) throw new EngineDisposedError();
-    try {
-      const manager = (this.sequelize as unknown as { connectionManager: { getConnection(o: object): Promise<PooledConnection> } }).connectionManager;
-      return await manager.getConnection(readOnly ? { type: 'SELECT' } : { type: 'RAW' });
-    } catch (error) {
-      if (error instanceof ConnectionAcquireTimeoutError) throw new PoolTimeoutError(this.options.pool.acquireTimeoutMs, error);
-      throw scrubError(error, this.secrets);
+    abandonedRequest(session);
+    const manager = (this.sequelize as unknown as { connectionManager: { getConnection(o: object): Promise<PooledConnection> } }).connectionManager;
+    const { validateIdleMs, max, acquireTimeoutMs } = this.options.pool;
+    const started = performance.now();
+    let reconnects = 0;
+    for (let attempt = 0; ; attempt++) {
+      let connection: PooledConnection;
+      try {
+        connection = await manager.getConnection(readOnly ? { type: 'SELECT' } : { type: 'RAW' });
+      } catch (error) {
+        if (error instanceof ConnectionAcquireTimeoutError) throw new PoolTimeoutError(acquireTimeoutMs, error);
+        // A connection attempt that timed out or was cut (often one started while the network was
+        // down, handed to this waiter): nothing ran, try a new one while the acquire deadline lasts.
+        if (reconnects < 2 && transientConnectFailure(error) && performance.now() - started < acquireTimeoutMs + this.options.connectTimeoutMs) {
+          reconnects++;
+          abandonedRequest(session);
+          continue;
+        }
+        throw scrubError(error, this.secrets);
+      }
+      const idleSince = connection.idleSince;
+      connection.idleSince = undefined;
+      try {
+        abandonedRequest(session);
+      } catch (error) {
+        this.release(connection, false);
+        throw error;
+      }
+      if (validateIdleMs > 0 && idleSince !== undefined && performance.now() - idleSince >= validateIdleMs && attempt <= max) {
+        if (!(await this.validate(connection))) {
+          this.release(connection, true);
+          continue;
+        }
+      }
+      if (connection instanceof SessionClient) {
+        const settings = session?.options.settings;
+        connection.replyTimeoutMs = settings ? replyDeadlineMs(this.options, settings) : this.defaultReplyTimeoutMs;
+      }
+      return connection;
     }
   }
 
@@ -151,13 +200,32 @@ export class Engine<S extends Sequelize = Sequelize> {
     if (destroy || connection._invalid || connection._ending || (status !== 'I' && status !== null)) {
       Promise.resolve(manager.pool.destroy(connection)).catch(() => {});
     } else {
+      if (connection instanceof SessionClient) {
+        connection.replyTimeoutMs = connection.defaultReplyTimeoutMs;
+        connection.idleSince = performance.now();
+      }
       manager.pool.release(connection);
+    }
+  }
+
+  /** A `SELECT 1` within the connect deadline (or 5 s): false when the connection is dead. */
+  private async validate(connection: PooledConnection): Promise<boolean> {
+    if (!(connection instanceof SessionClient)) return true;
+    connection.replyTimeoutMs = this.options.connectTimeoutMs || 5_000;
+    try {
+      await connection.query('SELECT 1');
+      return !(connection as PooledConnection)._invalid;
+    } catch {
+      return false;
+    } finally {
+      connection.replyTimeoutMs = connection.defaultReplyTimeoutMs;
     }
   }
 
   /** @internal Called by sessions when they give their connection back. */
   sessionReleased(session: Session): void {
     this.holding.delete(session);
+    if (this.releaseWaiters.length > 0) for (const notify of this.releaseWaiters.splice(0)) notify();
     if (this.holding.size === 0 && this.drainWaiters.length > 0) {
       for (const resolve of this.drainWaiters.splice(0)) resolve();
     }
@@ -176,28 +244,96 @@ export class Engine<S extends Sequelize = Sequelize> {
 
   private async disposeNow(timeoutMs: number): Promise<void> {
     this.disposed = true;
-    if (this.holding.size > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => this.drainWaiters.push(resolve)),
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, timeoutMs);
-        }),
-      ]);
-      clearTimeout(timer);
+    if (this.holding.size > 0) await this.waitFor(() => this.holding.size === 0, timeoutMs);
+    // A COMMIT already sent is let finish (bounded by its reply deadline, else 5 s): terminating
+    // it would report a rollback while the server may have committed.
+    const committing = () => [...this.holding].filter((session) => isCommitting(session.heldConnection));
+    const inFlight = committing();
+    const others = [...this.holding].filter((session) => !inFlight.includes(session));
+    await Promise.all(others.map((session) => session.terminate()));
+    if (inFlight.length > 0) {
+      const graceMs = Math.max(...inFlight.map((session) => session.heldConnection?.replyTimeoutMs ?? 0)) || 5_000;
+      await this.waitFor(() => committing().length === 0, graceMs + 1_000);
+      for (const session of committing()) {
+        const connection = session.heldConnection;
+        if (connection instanceof SessionClient) connection.abandon(new CommitOutcomeUnknownError(session.id, new EngineDisposedError()));
+      }
+      await this.waitFor(() => this.holding.size === 0, 1_000);
     }
     await Promise.all([...this.holding].map((session) => session.terminate()));
     await this.sequelize.close();
   }
+
+  /** Resolve when `done()` holds (checked whenever a session releases its connection), or after `ms`. */
+  private async waitFor(done: () => boolean, ms: number): Promise<void> {
+    const deadline = performance.now() + ms;
+    while (!done()) {
+      const left = deadline - performance.now();
+      if (left <= 0) return;
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.releaseWaiters.push(resolve);
+        timer = setTimeout(resolve, Math.min(left, 100));
+      });
+      clearTimeout(timer);
+    }
+  }
+}
+
+function isCommitting(connection: PooledConnection | undefined): boolean {
+  return connection instanceof SessionClient && connection.inFlight !== undefined && /^\s*(COMMIT|END)\b/i.test(connection.inFlight);
+}
+
+const TRANSIENT_CONNECT = /timeout expired|timed out|Connection terminated unexpectedly|ECONNRESET|EPIPE/i;
+
+/** A connection attempt that failed on the way (deadline, reset), not a refusal (auth, unknown database, shutdown). */
+function transientConnectFailure(error: unknown): boolean {
+  const e = error as { message?: unknown; parent?: { message?: unknown; code?: unknown } } | undefined;
+  if (typeof e?.parent?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.parent.code)) return false; // the server answered
+  return TRANSIENT_CONNECT.test(String(e?.parent?.message ?? '')) || TRANSIENT_CONNECT.test(String(e?.message ?? ''));
+}
+
+/** Throw the abort reason of a session whose request was abandoned (client gone). */
+function abandonedRequest(session: Session | undefined): void {
+  if (session?.abortRequested) throw session.signal.reason ?? new SessionClosedError(session.id);
 }
 
 /**
- * `pg` with a `Client` that listens for 'error' from construction. Sequelize 6 attaches its own
- * listener only after `connect()` resolved; a backend terminated during connection setup would
- * otherwise emit an unhandled 'error' and crash the process. The client is marked invalid, so the
- * pool's `validate` refuses it and Sequelize's listener (once attached) destroys it.
+ * Sequelize wraps every driver error into a `DatabaseError`; sessionlocal's own errors raised at
+ * the driver level (`ReplyTimeoutError`, `CommitOutcomeUnknownError`) reach the caller as they are.
  */
-const guardedPg = Object.assign(Object.create(pg) as typeof pg, { Client: SessionClient });
+function keepSessionLocalErrors(sequelize: Sequelize): void {
+  const dialect = (sequelize as unknown as { dialect: { Query: new (...args: unknown[]) => { formatError(error: unknown, stack: unknown): unknown } } }).dialect;
+  const Base = dialect.Query;
+  dialect.Query = class SessionLocalQuery extends Base {
+    override formatError(error: unknown, stack: unknown): unknown {
+      return error instanceof SessionLocalError ? error : super.formatError(error, stack);
+    }
+  };
+}
+
+/**
+ * `pg` with a `Client` (`SessionClient`) that listens for 'error' from construction. Sequelize 6
+ * attaches its own listener only after `connect()` resolved; a backend terminated during
+ * connection setup would otherwise emit an unhandled 'error' and crash the process. The client is
+ * marked invalid, so the pool's `validate` refuses it and Sequelize's listener (once attached)
+ * destroys it. The engine's connect deadline, TCP keepalive and reply deadline are set here
+ * (Sequelize passes only some `pg` options through).
+ */
+function clientModule(options: ResolvedEngineOptions): typeof pg {
+  const own: SessionClientConfig = {
+    connectionTimeoutMillis: options.connectTimeoutMs,
+    keepAlive: options.keepAliveMs > 0,
+    keepAliveInitialDelayMillis: options.keepAliveMs,
+    replyTimeoutMs: replyDeadlineMs(options),
+  };
+  class EngineClient extends SessionClient {
+    constructor(config?: SessionClientConfig) {
+      super({ ...config, ...own });
+    }
+  }
+  return Object.assign(Object.create(pg) as typeof pg, { Client: EngineClient });
+}
 
 function connectionFields(url: ParsedUrl) {
   return { host: url.host, port: url.port, database: url.database, username: url.username, password: url.password };
@@ -216,7 +352,8 @@ export function createEngine<S extends Sequelize = Sequelize>(url: string, optio
 
 /**
  * Create an engine from `DATABASE_URL`, `DB_POOL_MAX`, `DB_POOL_MIN`, `DB_POOL_ACQUIRE_TIMEOUT_MS`,
- * `DB_POOL_IDLE_TIMEOUT_MS`, `DB_STATEMENT_TIMEOUT_MS` and `DB_ECHO`.
+ * `DB_POOL_IDLE_TIMEOUT_MS`, `DB_POOL_VALIDATE_IDLE_MS`, `DB_STATEMENT_TIMEOUT_MS`,
+ * `DB_CONNECT_TIMEOUT_MS`, `DB_KEEPALIVE_MS`, `DB_REPLY_TIMEOUT_MS`, `DB_REPLY_TIMEOUT_MARGIN_MS` and `DB_ECHO`.
  */
 export function engineFromEnv<S extends Sequelize = Sequelize>(env: NodeJS.ProcessEnv = process.env, overrides: EngineOptions<S> = {}): Engine<S> {
   const { url, options } = optionsFromEnv(env);

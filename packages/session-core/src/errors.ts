@@ -9,7 +9,9 @@ export type SessionLocalErrorCode =
   | 'COMMIT_FAILED'
   | 'TRANSACTION_ABORTED'
   | 'TRANSACTION_ENDED'
-  | 'NESTED_TRANSACTION_REFUSED';
+  | 'NESTED_TRANSACTION_REFUSED'
+  | 'REPLY_TIMEOUT'
+  | 'COMMIT_OUTCOME_UNKNOWN';
 
 /** Base class of every error thrown by sessionlocal; `code` is stable across releases. */
 export class SessionLocalError extends Error {
@@ -107,6 +109,42 @@ export class CommitError extends SessionLocalError {
   }
 }
 
+/**
+ * A statement's reply did not arrive within its reply deadline (engine `replyTimeoutMs`, by
+ * default the effective server `statement_timeout` plus `replyTimeoutMarginMs`): the network went
+ * silent or the server stopped answering. The connection was destroyed (never reused); the
+ * session fails like any broken connection. Adapters answer 503 with `Retry-After`.
+ */
+export class ReplyTimeoutError extends SessionLocalError {
+  readonly timeoutMs: number;
+  readonly status = 503;
+  readonly statusCode = 503;
+  readonly expose = true;
+  readonly headers: Record<string, string> = { 'retry-after': '1' };
+
+  constructor(timeoutMs: number, statement: string) {
+    super('REPLY_TIMEOUT', `No reply from the database within ${timeoutMs} ms of sending ${head(statement)}; the connection was closed. Retry later; check the network or raise replyTimeoutMs.`);
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/**
+ * COMMIT was sent but its reply never came (reply deadline, connection lost, or `engine.dispose`
+ * could not wait): the server may or may not have committed. Never retried by
+ * `begin({ retry })`; runs neither `afterCommit` nor `afterRollback` hooks (they are dropped).
+ * Adapters answer 500 without `Retry-After`: a client must not blindly resend the request.
+ */
+export class CommitOutcomeUnknownError extends SessionLocalError {
+  readonly status = 500;
+  readonly statusCode = 500;
+  /** How many `afterCommit` hooks were dropped without running. */
+  droppedHooks = 0;
+
+  constructor(sessionId: number | undefined, cause: unknown) {
+    super('COMMIT_OUTCOME_UNKNOWN', `COMMIT${sessionId === undefined ? '' : ` of session ${sessionId}`} was sent but its reply never came: the transaction may or may not have been committed (${describe(cause)}). Check before retrying.`, { cause });
+  }
+}
+
 /** A statement failed earlier in the transaction; nothing runs until rollback. */
 export class TransactionAbortedError extends SessionLocalError {
   constructor(sessionId: number, firstFailure: unknown) {
@@ -143,6 +181,12 @@ export class NestedTransactionError extends SessionLocalError {
       `sequelize.transaction({ ${option}: ${JSON.stringify(asked)} }) inside session ${sessionId}: a nested transaction is a SAVEPOINT of the session's transaction (${option}: ${JSON.stringify(session ?? 'server default')}) and cannot change ${option}. Open a separate session instead: SessionLocal.begin(fn, { ${option}: ... }).`,
     );
   }
+}
+
+/** The statement's first keyword only: SQL text can carry user data. */
+function head(sql: string): string {
+  const keyword = /^\s*([A-Za-z]+)/.exec(sql)?.[1];
+  return keyword ? `a ${keyword.toUpperCase()} statement` : 'a statement';
 }
 
 function describe(error: unknown): string {

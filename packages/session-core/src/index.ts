@@ -11,6 +11,8 @@ export {
   InstanceExpiredError,
   EngineDisposedError,
   CommitError,
+  CommitOutcomeUnknownError,
+  ReplyTimeoutError,
   TransactionAbortedError,
   TransactionEndedError,
   NestedTransactionError,

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { CommitOutcomeUnknownError, ReplyTimeoutError, type SessionLocalError } from './errors.js';
 
 type Callback = (error: Error | null, result?: unknown) => void;
 
@@ -45,20 +46,154 @@ class BeginThenQuery extends (pg.Query as unknown as new (text: string, values: 
   }
 }
 
+/** `pg.Client` options of sessionlocal's own (pg ignores unknown keys). */
+export interface SessionClientConfig extends pg.ClientConfig {
+  /** Reply deadline of every statement, from when it is written (ms; undefined or 0: none). */
+  replyTimeoutMs?: number;
+}
+
+const COMMIT = /^\s*(COMMIT|END)\b/i;
+const CONNECTION_LOST = /^(08|57P)/;
+
 /**
  * The `pg.Client` sessions run on. It listens for `error` from construction (a backend killed
- * while connecting must not crash the process) and can send a pending BEGIN in front of the next
- * statement (see `BeginThenQuery`): only `sendWithBegin` below sets it.
+ * while connecting must not crash the process), can send a pending BEGIN in front of the next
+ * statement (see `BeginThenQuery`; only `sendWithBegin` below sets it), and enforces a reply
+ * deadline per statement, started when pg writes the statement to the socket (pg's own
+ * `query_timeout` starts when the query is queued). Past the deadline the socket is destroyed:
+ * the statement fails with `ReplyTimeoutError` (a COMMIT with `CommitOutcomeUnknownError`) and
+ * the client is never reused.
  */
 export class SessionClient extends pg.Client {
   /** @internal BEGIN to send with the next statement; consumed by the next `query()`. */
   beginWithNext: string | undefined;
 
-  constructor(config?: string | pg.ClientConfig) {
+  /** @internal Reply deadline of statements written from now on (the engine sets it per session). */
+  replyTimeoutMs: number | undefined;
+  /** @internal The deadline of connections not held by a session. */
+  readonly defaultReplyTimeoutMs: number | undefined;
+  /** @internal When the connection went back to the pool (validation on borrow). */
+  idleSince: number | undefined;
+  /** @internal The connection died with nothing answered since the last statement was written (or with nothing written). */
+  lostUnanswered = false;
+  private answered = true;
+  private deadline: NodeJS.Timeout | undefined;
+  private abandoned: SessionLocalError | undefined;
+
+  constructor(config?: string | SessionClientConfig) {
     super(config);
+    const ms = typeof config === 'object' ? config.replyTimeoutMs : undefined;
+    this.defaultReplyTimeoutMs = ms ? ms : undefined;
+    this.replyTimeoutMs = this.defaultReplyTimeoutMs;
     this.on('error', () => {
       (this as { _invalid?: boolean })._invalid = true;
     });
+  }
+
+  /** @internal The text of the statement written and not yet answered, if any. */
+  get inFlight(): string | undefined {
+    const active = (this as unknown as PgClientInternals)._activeQuery;
+    return active ? (active.text ?? '') : undefined;
+  }
+
+  /**
+   * @internal Destroy the socket now: the statement in flight fails with `error` (a COMMIT in
+   * flight with `CommitOutcomeUnknownError`), queued ones with a connection error. Never reused.
+   */
+  abandon(error: SessionLocalError): void {
+    if (this.abandoned) return;
+    this.abandoned = error;
+    const self = this as unknown as PgClientInternals & { _invalid?: boolean };
+    self._invalid = true;
+    // _ending: pg reports the end as "Connection terminated" to the queries and emits no 'error'
+    self._ending = true;
+    this.clearDeadline();
+    self.connection.stream.destroy();
+  }
+
+  /** @internal pg: writes the next queued query to the socket; the reply deadline starts here. */
+  _pulseQueryQueue(): void {
+    const self = this as unknown as PgClientInternals;
+    const before = self._activeQuery;
+    (pg.Client.prototype as unknown as PgClientInternals)._pulseQueryQueue.call(this);
+    const active = self._activeQuery;
+    if (active === before) return;
+    this.clearDeadline();
+    if (active) this.answered = false;
+    const ms = this.replyTimeoutMs;
+    if (active && ms) {
+      this.deadline = setTimeout(() => {
+        // a reply read in this same loop turn is handled first (poll phase), then we decide
+        setImmediate(() => {
+          if (self._activeQuery !== active || this.abandoned) return;
+          const timeout = new ReplyTimeoutError(ms, active.text ?? '');
+          this.abandon(COMMIT.test(active.text ?? '') ? new CommitOutcomeUnknownError(undefined, timeout) : timeout);
+        });
+      }, ms);
+    }
+  }
+
+  /** @internal pg: the first message of a reply (with `_handleCommandComplete`, `_handleRowDescription`, `_handleEmptyQuery`). */
+  _handleParseComplete(message: unknown): void {
+    this.answered = true;
+    (pg.Client.prototype as unknown as PgClientInternals)._handleParseComplete.call(this, message);
+  }
+
+  /** @internal */
+  _handleCommandComplete(message: unknown): void {
+    this.answered = true;
+    (pg.Client.prototype as unknown as PgClientInternals)._handleCommandComplete.call(this, message);
+  }
+
+  /** @internal */
+  _handleRowDescription(message: unknown): void {
+    this.answered = true;
+    (pg.Client.prototype as unknown as PgClientInternals)._handleRowDescription.call(this, message);
+  }
+
+  /** @internal */
+  _handleEmptyQuery(message: unknown): void {
+    this.answered = true;
+    (pg.Client.prototype as unknown as PgClientInternals)._handleEmptyQuery.call(this, message);
+  }
+
+  /** @internal pg: the reply is complete. */
+  _handleReadyForQuery(message: unknown): void {
+    this.answered = true;
+    this.clearDeadline();
+    (pg.Client.prototype as unknown as PgClientInternals)._handleReadyForQuery.call(this, message);
+  }
+
+  /** @internal pg: an ErrorResponse. A connection-class error answering a COMMIT leaves its outcome unknown. */
+  _handleErrorMessage(message: { code?: string }): void {
+    this.answered = true;
+    const self = this as unknown as PgClientInternals;
+    const active = self._activeQuery;
+    if (active && COMMIT.test(active.text ?? '') && CONNECTION_LOST.test(message.code ?? '')) {
+      const handle = active.handleError.bind(active);
+      active.handleError = (error, connection) => handle(new CommitOutcomeUnknownError(undefined, error), connection);
+    }
+    (pg.Client.prototype as unknown as PgClientInternals)._handleErrorMessage.call(this, message);
+  }
+
+  /** @internal pg: the socket is gone. The statement in flight gets the abandon reason, or, if it is a COMMIT, outcome unknown. */
+  _errorAllQueries(error: Error): void {
+    const self = this as unknown as PgClientInternals;
+    const active = self._activeQuery;
+    this.lostUnanswered = !this.abandoned && (!active || !this.answered);
+    if (active) {
+      const text = active.text ?? '';
+      const reason = this.abandoned ?? (COMMIT.test(text) ? new CommitOutcomeUnknownError(undefined, error) : error);
+      self._activeQuery = null;
+      process.nextTick(() => active.handleError(reason, self.connection));
+    }
+    (pg.Client.prototype as unknown as PgClientInternals)._errorAllQueries.call(this, this.abandoned ? new Error('Connection terminated: an earlier statement passed its reply deadline', { cause: this.abandoned }) : error);
+    this.clearDeadline();
+  }
+
+  private clearDeadline(): void {
+    if (this.deadline) clearTimeout(this.deadline);
+    this.deadline = undefined;
   }
 
   // biome-ignore lint/suspicious/noExplicitAny: pg's overloads
@@ -158,6 +293,34 @@ export function settledStatus(connection: pg.Client): Promise<'I' | 'T' | 'E' | 
 export function transactionStatus(connection: pg.Client): 'I' | 'T' | 'E' | null {
   const read = (connection as { getTransactionStatus?: () => 'I' | 'T' | 'E' | null }).getTransactionStatus;
   return typeof read === 'function' ? read.call(connection) : null;
+}
+
+/**
+ * @internal True when `connection` died before any reply to the statement it had written (or
+ * with nothing written): a session's first statement failing so never began a transaction on the
+ * server, and can run again on a fresh connection.
+ */
+export function lostUnanswered(connection: unknown): boolean {
+  return connection instanceof SessionClient && connection.lostUnanswered;
+}
+
+interface PgClientInternals {
+  _activeQuery: PgActiveQuery | null | undefined;
+  _ending: boolean;
+  connection: { stream: { destroy(): void } };
+  _pulseQueryQueue(): void;
+  _handleReadyForQuery(message: unknown): void;
+  _handleErrorMessage(message: unknown): void;
+  _errorAllQueries(error: Error): void;
+  _handleParseComplete(message: unknown): void;
+  _handleCommandComplete(message: unknown): void;
+  _handleRowDescription(message: unknown): void;
+  _handleEmptyQuery(message: unknown): void;
+}
+
+interface PgActiveQuery {
+  text?: string;
+  handleError(error: unknown, connection: unknown): void;
 }
 
 interface PgConnection {

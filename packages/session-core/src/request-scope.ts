@@ -1,5 +1,5 @@
 import { checkSettings } from './config.js';
-import { CommitError, ConfigError as SessionLocalConfigError, PoolTimeoutError, SessionLocalError } from './errors.js';
+import { CommitError, CommitOutcomeUnknownError, ConfigError as SessionLocalConfigError, PoolTimeoutError, ReplyTimeoutError, SessionLocalError } from './errors.js';
 import type { Scope } from './scope.js';
 import type { Session } from './session.js';
 import type { SessionFactory } from './sessionmaker.js';
@@ -274,8 +274,9 @@ export function reportCommitFailure<Req>(options: RequestSessionOptions<Req>, re
 }
 
 /**
- * The HTTP answer for errors the session layer owns: `PoolTimeoutError` -> 503 with
- * `Retry-After`, `CommitError` -> 500. Anything else: `undefined` (the framework handles it).
+ * The HTTP answer for errors the session layer owns: `PoolTimeoutError` and `ReplyTimeoutError`
+ * -> 503 with `Retry-After`, `CommitError` and `CommitOutcomeUnknownError` -> 500 (never with
+ * `Retry-After`). Anything else: `undefined` (the framework handles it).
  */
 export function httpErrorFor(error: unknown): HttpError | undefined {
   const found = findSessionError(error);
@@ -283,6 +284,8 @@ export function httpErrorFor(error: unknown): HttpError | undefined {
     return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'database_busy', message: 'The database is busy; retry shortly.' } };
   }
   if (found instanceof CommitError) return COMMIT_FAILED;
+  if (found instanceof ReplyTimeoutError) return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'database_unavailable', message: 'The database did not answer in time; retry shortly.' } };
+  if (found instanceof CommitOutcomeUnknownError) return { status: 500, headers: {}, body: { error: 'commit_outcome_unknown', message: 'The database did not confirm the commit: the change may or may not have been saved. Check before retrying.' } };
   return undefined;
 }
 

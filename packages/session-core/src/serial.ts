@@ -18,3 +18,9 @@ export function serial<T>(connection: object, task: () => Promise<T>): Promise<T
   holder[TAIL] = run.then(settle, settle);
   return run;
 }
+
+/** @internal Statements queued on `from` finish before any queued on `to` (a session moved to a fresh connection). */
+export function handOver(from: object, to: object): void {
+  const previous = (from as Serial)[TAIL];
+  if (previous) (to as Serial)[TAIL] = previous;
+}

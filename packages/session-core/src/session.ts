@@ -1,11 +1,11 @@
 import { Transaction, type Model } from 'sequelize';
 import type { Engine, PooledConnection } from './engine.js';
-import { CommitError, NestedTransactionError, SessionClosedError, TransactionAbortedError, TransactionEndedError, type SessionLocalError } from './errors.js';
+import { CommitError, CommitOutcomeUnknownError, NestedTransactionError, SessionClosedError, TransactionAbortedError, TransactionEndedError, type SessionLocalError } from './errors.js';
 import { expire, unexpire } from './expire.js';
 import { setOwner } from './owner.js';
-import { sendWithBegin, settledStatus, transactionStatus } from './pipelined-begin.js';
+import { lostUnanswered, sendWithBegin, settledStatus, transactionStatus } from './pipelined-begin.js';
 import type { ResolvedSessionOptions, SessionFactory } from './sessionmaker.js';
-import { serial } from './serial.js';
+import { handOver, serial } from './serial.js';
 import { poolTransport, type SessionTransport } from './transport.js';
 
 /** `idle`: no transaction; `active`: in a transaction; `failed`: a statement failed, roll back; `closed`. */
@@ -15,7 +15,8 @@ type Hook = () => unknown;
 
 /** What a session holds while it has a connection (states `active`, `failed`, `ending`). */
 interface Held {
-  readonly connection: PooledConnection;
+  /** Replaced only when a stale connection failed the first statement before any reply (`reconnect`). */
+  connection: PooledConnection;
   readonly acquiredAt: number;
   readonly leakTimer: NodeJS.Timeout | undefined;
   /** BEGIN not sent yet: it rides with the first statement (`sendWithBegin`). */
@@ -61,7 +62,8 @@ const LEGAL: Record<Kind, readonly Kind[]> = {
 
 /** How a transaction ended, for the counters and events of `ending -> idle`. */
 interface Ended {
-  outcome: 'commit' | 'rollback';
+  /** `unknown`: COMMIT was sent and its reply never came (counted as neither). */
+  outcome: 'commit' | 'rollback' | 'unknown';
   startedAt: number;
   destroy: boolean;
   reason?: unknown;
@@ -254,6 +256,18 @@ export class Session {
       error = caught;
       destroy ||= isConnectionError(caught);
     }
+    if (error instanceof CommitOutcomeUnknownError) {
+      // the server may have committed: neither afterCommit nor afterRollback hooks run (dropped, counted)
+      const unknown = new CommitOutcomeUnknownError(this.id, error.cause);
+      const hooks = this.takeHooks();
+      const sequelizeHooks: Hook[] = [];
+      this.collectSequelizeHooks(sequelizeHooks);
+      unknown.droppedHooks = hooks.commit.length + sequelizeHooks.length;
+      this.expiring = undefined;
+      this.move({ kind: 'idle' }, { outcome: 'unknown', startedAt, destroy: true, reason: unknown });
+      this.endCycle();
+      throw unknown;
+    }
     if (error !== undefined) {
       const commitError = new CommitError(this.id, failure ?? error);
       this.move({ kind: 'idle' }, { outcome: 'rollback', startedAt, destroy, reason: commitError });
@@ -385,7 +399,13 @@ export class Session {
       if (pending !== undefined) {
         held.pendingBegin = undefined;
         this.engine.log(pending);
-        const sent = await sendWithBegin(connection, pending, send);
+        let sent = await sendWithBegin(connection, pending, send);
+        if (sent.failed && !sent.begun && this.transport === poolTransport && lostUnanswered(connection)) {
+          // a stale pooled connection: the first statement (it carries BEGIN) got no reply before
+          // the connection died, so nothing of the transaction ran. Once more, on a fresh one.
+          await this.reconnect(held, sent.error);
+          sent = await sendWithBegin(held.connection, pending, send);
+        }
         if (!sent.begun) held.pendingBegin = pending;
         if (sent.failed) throw await this.statementFailed(held, sent.error);
         result = sent.result as T;
@@ -396,7 +416,7 @@ export class Session {
           throw await this.statementFailed(held, error);
         }
       }
-      const status = transactionStatus(connection);
+      const status = transactionStatus(held.connection);
       if (this.life.kind === 'failed' && (status === 'T' || (status === null && ROLLBACK_TO.test(text)))) {
         held.failure = undefined;
         this.move({ kind: 'active', held });
@@ -430,11 +450,16 @@ export class Session {
       this.transport.release(this, held.connection, (ended?.destroy ?? false) || held.dirty);
       this.engine.sessionReleased(this);
       const outcome = ended?.outcome ?? 'rollback';
-      if (outcome === 'commit') this.engine.counters.committed++;
-      else this.engine.counters.rolledBack++;
       const durationMs = performance.now() - (ended?.startedAt ?? held.acquiredAt);
-      if (outcome === 'commit') this.emit('commit', { sessionId: this.id, durationMs });
-      else this.emit('rollback', { sessionId: this.id, durationMs, ...(ended?.reason !== undefined && { reason: ended.reason }) });
+      if (outcome === 'commit') {
+        this.engine.counters.committed++;
+        this.emit('commit', { sessionId: this.id, durationMs });
+      } else if (outcome === 'rollback') {
+        this.engine.counters.rolledBack++;
+        this.emit('rollback', { sessionId: this.id, durationMs, ...(ended?.reason !== undefined && { reason: ended.reason }) });
+      } else {
+        this.emit('error', { sessionId: this.id, error: ended?.reason, phase: 'commit' });
+      }
     } else if (next.kind === 'closed') {
       this.controller?.abort(new SessionClosedError(this.id));
       this.emit('close', { sessionId: this.id });
@@ -473,6 +498,23 @@ export class Session {
     opened.connection.uuid = (tx as unknown as { id: string }).id;
     this.move({ kind: 'active', held });
     return held;
+  }
+
+  /** Move the session to a fresh connection (the old one is destroyed); `cause` is thrown when none can be had. */
+  private async reconnect(held: Held, cause: unknown): Promise<void> {
+    let fresh: PooledConnection;
+    try {
+      fresh = await this.engine.acquire(this.options.readOnly, this);
+    } catch {
+      throw cause;
+    }
+    const old = held.connection;
+    this.transport.release(this, old, true);
+    const tx = this.sequelizeTransaction() as Transaction & { connection?: PooledConnection; id: string };
+    tx.connection = fresh;
+    fresh.uuid = tx.id;
+    held.connection = fresh;
+    handOver(old, fresh);
   }
 
   private async statementFailed(held: Held, error: unknown): Promise<unknown> {

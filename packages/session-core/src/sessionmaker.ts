@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { checkIsolationLevel, checkSettings, type IsolationLevel } from './config.js';
 import type { Engine } from './engine.js';
-import { ConfigError, EngineDisposedError, NoActiveSessionError, sqlState } from './errors.js';
+import { CommitOutcomeUnknownError, ConfigError, EngineDisposedError, NoActiveSessionError, sqlState } from './errors.js';
 import { installExpiryTracking } from './expire.js';
 import { Session } from './session.js';
 import type { SessionTransport } from './transport.js';
@@ -41,7 +41,8 @@ export interface SessionEvents {
   rollback: { sessionId: number; durationMs: number; reason?: unknown };
   close: { sessionId: number };
   leak: { sessionId: number; heldMs: number; stack: string | undefined };
-  error: { sessionId: number; error: unknown; phase: 'afterCommit' | 'afterRollback' };
+  /** A hook failed, or (`phase: 'commit'`) a COMMIT's outcome is unknown (`CommitOutcomeUnknownError`). */
+  error: { sessionId: number; error: unknown; phase: 'afterCommit' | 'afterRollback' | 'commit' };
 }
 
 export type SessionEvent = keyof SessionEvents;
@@ -152,7 +153,8 @@ export function createFactory(engine: Engine, defaults: ResolvedSessionOptions, 
         emitter.emit(event, payload);
       } else if (event === 'error') {
         const { error, phase } = payload as SessionEvents['error'];
-        process.emitWarning(`sessionlocal: an ${phase} hook failed and no 'error' listener is registered: ${error instanceof Error ? error.message : String(error)}`);
+        const what = phase === 'commit' ? 'the outcome of a COMMIT is unknown' : `an ${phase} hook failed`;
+        process.emitWarning(`sessionlocal: ${what} and no 'error' listener is registered: ${error instanceof Error ? error.message : String(error)}`);
       }
     },
   });
@@ -174,6 +176,8 @@ async function runUnit<T>(session: Session, fn: (session: Session) => Promise<T>
 const RETRYABLE = new Set(['40001', '40P01']);
 
 function isRetryable(error: unknown): boolean {
+  // the server may have committed: running fn again could do the work twice
+  if (error instanceof CommitOutcomeUnknownError) return false;
   const code = sqlState(error);
   return code !== undefined && RETRYABLE.has(code);
 }

@@ -1,4 +1,5 @@
 import type { Engine, PooledConnection } from './engine.js';
+import { lostUnanswered } from './pipelined-begin.js';
 import type { Session } from './session.js';
 
 /**
@@ -30,18 +31,21 @@ export function beginStatement(options: { isolationLevel?: string | undefined; r
 export const poolTransport: SessionTransport = {
   async open(session) {
     const { engine, options } = session;
-    const connection = await engine.acquire(options.readOnly);
     const begin = beginStatement(options);
-    if (!options.settings) return { connection, pendingBegin: begin };
-    try {
-      engine.log(begin);
-      await connection.query(begin);
-      await applySettings(engine, connection, options.settings);
-    } catch (error) {
-      engine.release(connection, true);
-      throw error;
+    if (!options.settings) return { connection: await engine.acquire(options.readOnly, session), pendingBegin: begin };
+    for (let attempt = 1; ; attempt++) {
+      const connection = await engine.acquire(options.readOnly, session);
+      try {
+        engine.log(begin);
+        await connection.query(begin);
+        await applySettings(engine, connection, options.settings);
+        return { connection };
+      } catch (error) {
+        engine.release(connection, true);
+        // a stale pooled connection died before answering: nothing began, take a fresh one (once)
+        if (attempt > 1 || !lostUnanswered(connection)) throw error;
+      }
     }
-    return { connection };
   },
   async commit(session, connection) {
     session.engine.log('COMMIT');

@@ -1,8 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { startEmbeddedPostgres } from '../src/testing/index.js';
+import { blockedDirectory } from '../src/testing/embedded.js';
 
 describe('startEmbeddedPostgres', () => {
   it('serves a real PostgreSQL, leaves SIGINT/SIGTERM to the app, and stops cleanly even after the server died', async () => {
@@ -24,5 +27,30 @@ describe('startEmbeddedPostgres', () => {
       expect(Date.now() - started).toBeLessThan(8000);
     }
     expect(existsSync(db.dataDir)).toBe(false);
+  });
+});
+
+describe('embedded PostgreSQL as root under a private (0700) directory', () => {
+  it('finds the directory the unprivileged server user cannot enter', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sl-private-')); // mkdtemp makes it 0700
+    try {
+      expect(blockedDirectory(join(dir, 'data', 'deeper'))).toEqual({ dir, mode: '0700' });
+      expect(blockedDirectory(tmpdir())).toBeUndefined();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.runIf(process.getuid?.() === 0)('fails before spawning, naming the path and the fix', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sl-private-'));
+    try {
+      const error = await startEmbeddedPostgres({ dataDir: join(dir, 'data') }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(Error);
+      expect((error as Error).message).toContain(`cannot enter ${dir} (mode 0700)`);
+      expect((error as Error).message).toContain(`chmod o+x ${dir}`);
+      expect(existsSync(join(dir, 'data'))).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -73,7 +73,7 @@ describe('engine configuration is validated eagerly', () => {
   it('engineFromEnv reads the documented variables and validates them', async () => {
     const engine = engineFromEnv({ DATABASE_URL: h.db.url, DB_POOL_MAX: '3', DB_POOL_MIN: '0', DB_POOL_ACQUIRE_TIMEOUT_MS: '1234', DB_POOL_IDLE_TIMEOUT_MS: '500', DB_STATEMENT_TIMEOUT_MS: '5000', DB_ECHO: 'false' });
     h.engines.push(engine);
-    expect(engine.options.pool).toEqual({ max: 3, min: 0, acquireTimeoutMs: 1234, idleTimeoutMs: 500 });
+    expect(engine.options.pool).toEqual({ max: 3, min: 0, acquireTimeoutMs: 1234, idleTimeoutMs: 500, validateIdleMs: 5000 });
     expect(engine.options.statementTimeoutMs).toBe(5000);
     const [rows] = (await sessionmaker(engine).begin(() => engine.sequelize.query("SELECT current_setting('statement_timeout') AS v"))) as [Array<{ v: string }>, unknown];
     expect(rows[0]!.v).toBe('5s');

