@@ -13,7 +13,7 @@ import { type Block, blockFileName, CHECKED, extractBlocks, NOT_CODE } from './m
  * Every fenced block of docs/*.md and the root README.md: ts blocks are type-checked with tsc
  * (strict, NodeNext), `<!-- run ... -->` blocks are executed against a real database, sql blocks
  * are run, bash blocks are parsed and their pnpm commands must exist, json must parse;
- * text/ini/python are shown, not checked. Any other language fails the test.
+ * text/ini/python/mermaid are shown, not checked. Any other language fails the test.
  */
 
 const docsDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');

@@ -37,7 +37,7 @@ export interface ScriptedRequest {
 }
 
 /** Languages that are not code: shown to the reader, checked by nobody. */
-export const NOT_CODE = new Set(['text', 'ini', 'python']);
+export const NOT_CODE = new Set(['text', 'ini', 'python', 'mermaid']);
 /** Languages the test checks. */
 export const CHECKED = new Set(['ts', 'sql', 'bash', 'json']);
 

@@ -254,7 +254,9 @@ export async function sendWithBegin<T>(connection: pg.Client, begin: string, tas
     }
     const consumed = connection.beginWithNext === undefined;
     connection.beginWithNext = undefined;
-    outcome.begun = consumed && (await settledStatus(connection)) !== 'I';
+    const status = await settledStatus(connection);
+    // null: the connection ended before answering: whatever began died with it
+    outcome.begun = consumed && (status === 'T' || status === 'E');
     return outcome;
   }
   await connection.query(begin);
