@@ -8,15 +8,18 @@
  * `{ transaction: null }` (outside the session, on another connection), "with it" is again no
  * option. Upstream `t.rollback()` / `t.commit()` become the session's rollback / commit.
  */
-import { DataTypes, Sequelize, ValidationError, type Model, type ModelStatic } from 'sequelize';
+import { DataTypes, Transaction, ValidationError, type Model, type ModelStatic } from 'sequelize';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { useDatabase } from './support.js';
+
+// biome-ignore lint/suspicious/noExplicitAny: the ported cases' models are untyped, as upstream's
+type AnyModel = ModelStatic<Model<any, any>>;
+// biome-ignore lint/suspicious/noExplicitAny: association mixins (getLabels, addUser, …) are untyped
+type Instance = Model<any, any> & Record<string, any>;
 
 const h = useDatabase({ engine: { pool: { max: 6, acquireTimeoutMs: 10_000 } } });
 const outside = { transaction: null } as const;
 
-type AnyModel = ModelStatic<Model<any, any>>;
-type Instance = Model<any, any> & Record<string, any>;
 let User: AnyModel;
 let Account: AnyModel;
 let Student: AnyModel;
@@ -349,7 +352,7 @@ describe('model/json.test.js > Model > JSON', () => {
       await Event.findOrCreate({
         where: { json: { some: { input: 'Hello' } } },
         defaults: { json: { some: { input: 'Hello' }, input: [1, 2, 3] }, data: { some: { input: 'There' }, input: [4, 5, 6] } },
-        lock: Sequelize.Transaction.LOCK.UPDATE,
+        lock: Transaction.LOCK.UPDATE,
         logging: (sql: string) => {
           if (sql.includes('SELECT') && !sql.includes('CREATE')) selects.push(sql);
         },
@@ -421,7 +424,7 @@ describe('instance/*.test.js > Instance', () => {
 
 describe('associations/belongs-to-many.test.js > BelongsToMany', () => {
   it('getAssociations > supports transactions', async () => {
-    const [article, label] = (await Promise.all([BArticle.create({ title: 'foo' }), BLabel.create({ text: 'bar' })])) as Instance[];
+    const [article, label] = (await Promise.all([BArticle.create({ title: 'foo' }), BLabel.create({ text: 'bar' })])) as [Instance, Instance];
     await inRolledBackSession(async () => {
       await article.setLabels([label]);
       const articles = (await BArticle.findAll()) as Instance[];
@@ -431,7 +434,7 @@ describe('associations/belongs-to-many.test.js > BelongsToMany', () => {
   });
 
   it('hasAssociations > supports transactions', async () => {
-    const [article, label] = (await Promise.all([PArticle.create({ title: 'foo' }), PLabel.create({ text: 'bar' })])) as Instance[];
+    const [article, label] = (await Promise.all([PArticle.create({ title: 'foo' }), PLabel.create({ text: 'bar' })])) as [Instance, Instance];
     await inRolledBackSession(async () => {
       await article.setLabels([label]);
       const articles = (await PArticle.findAll()) as Instance[];
@@ -451,7 +454,7 @@ describe('associations/belongs-to-many.test.js > BelongsToMany', () => {
   });
 
   it('addAssociations > supports transactions', async () => {
-    const [user, task] = (await Promise.all([BUser.create({ username: 'foo' }), BTask.create({ title: 'task' })])) as Instance[];
+    const [user, task] = (await Promise.all([BUser.create({ username: 'foo' }), BTask.create({ title: 'task' })])) as [Instance, Instance];
     await inRolledBackSession(async () => {
       await task.addUser(user);
       expect(await task.hasUser(user, outside)).toBe(false);
@@ -460,7 +463,7 @@ describe('associations/belongs-to-many.test.js > BelongsToMany', () => {
   });
 
   it('addAssociations > supports transactions when updating a through model', async () => {
-    const [user, task] = (await Promise.all([BUser.create({ username: 'foo' }), BTask.create({ title: 'task' })])) as Instance[];
+    const [user, task] = (await Promise.all([BUser.create({ username: 'foo' }), BTask.create({ title: 'task' })])) as [Instance, Instance];
     const session = h.SessionLocal({ isolationLevel: 'READ COMMITTED' });
     try {
       await session.run(async () => {
@@ -511,7 +514,7 @@ describe('associations/belongs-to.test.js > BelongsTo', () => {
 
 describe('associations/has-many.test.js > HasMany > (1:N)', () => {
   it('hasAssociation > supports transactions', async () => {
-    const [article, label] = (await Promise.all([Article.create({ title: 'foo' }), Label.create({ text: 'bar' })])) as Instance[];
+    const [article, label] = (await Promise.all([Article.create({ title: 'foo' }), Label.create({ text: 'bar' })])) as [Instance, Instance];
     await inRolledBackSession(async () => {
       await article.setLabels([label]);
       const articles = (await Article.findAll()) as Instance[];
@@ -521,7 +524,7 @@ describe('associations/has-many.test.js > HasMany > (1:N)', () => {
   });
 
   it('hasAssociations > supports transactions', async () => {
-    const [article, label] = (await Promise.all([Article.create({ title: 'foo' }), Label.create({ text: 'bar' })])) as Instance[];
+    const [article, label] = (await Promise.all([Article.create({ title: 'foo' }), Label.create({ text: 'bar' })])) as [Instance, Instance];
     await inRolledBackSession(async () => {
       await article.setLabels([label]);
       const articles = (await Article.findAll()) as Instance[];
@@ -532,7 +535,7 @@ describe('associations/has-many.test.js > HasMany > (1:N)', () => {
   });
 
   it('setAssociations > supports transactions', async () => {
-    const [article, label] = (await Promise.all([Article.create({ title: 'foo' }), Label.create({ text: 'bar' })])) as Instance[];
+    const [article, label] = (await Promise.all([Article.create({ title: 'foo' }), Label.create({ text: 'bar' })])) as [Instance, Instance];
     await inRolledBackSession(async () => {
       await article.setLabels([label]);
       expect(await Label.findAll({ where: { ArticleId: article.get('id') }, ...outside })).toHaveLength(0);
@@ -543,7 +546,7 @@ describe('associations/has-many.test.js > HasMany > (1:N)', () => {
   });
 
   it('addAssociations > supports transactions', async () => {
-    const [article, label] = (await Promise.all([Article.create({ title: 'foo' }), Label.create({ text: 'bar' })])) as Instance[];
+    const [article, label] = (await Promise.all([Article.create({ title: 'foo' }), Label.create({ text: 'bar' })])) as [Instance, Instance];
     await inRolledBackSession(async () => {
       await article.addLabel(label);
       expect(await Label.findAll({ where: { ArticleId: article.get('id') }, ...outside })).toHaveLength(0);

@@ -62,14 +62,19 @@ import { NestedTransactionError } from '../src/errors.js';
 import { createEngine, sessionmaker, type Session } from '../src/index.js';
 import { useDatabase } from './support.js';
 
+// biome-ignore lint/suspicious/noExplicitAny: the ported cases' models are untyped, as upstream's
+type AnyModel = ModelStatic<Model<any, any>>;
+
 const h = useDatabase({ engine: { pool: { max: 6, acquireTimeoutMs: 5000 } } });
 
 type Cls = { get(key: string): unknown };
+/** Transaction fields Sequelize's typings leave out. */
+type Tx = Transaction & { id: string };
 /** The namespace Sequelize's model methods read (`this.sequelize.constructor._cls`). */
 const cls = (): Cls => (h.engine.sequelize.constructor as unknown as { _cls: Cls })._cls;
 
-let User: ModelStatic<Model<any, any>>;
-let ParanoidUser: ModelStatic<Model<any, any>>;
+let User: AnyModel;
+let ParanoidUser: AnyModel;
 
 beforeAll(async () => {
   const { sequelize } = h.engine;
@@ -100,11 +105,11 @@ describe('cls.test.js > CLS (Async hooks) > context', () => {
     const ids = await Promise.all([
       h.SessionLocal.begin(async () => {
         await User.count();
-        return (cls().get('transaction') as Transaction).id;
+        return (cls().get('transaction') as Tx).id;
       }),
       h.SessionLocal.begin(async () => {
         await User.count();
-        return (cls().get('transaction') as Transaction).id;
+        return (cls().get('transaction') as Tx).id;
       }),
     ]);
     expect(ids[0]).toBeTruthy();
@@ -155,10 +160,10 @@ describe('cls.test.js > CLS (Async hooks) > context', () => {
 
   it('supports nested promise chains', async () => {
     await h.SessionLocal.begin(async () => {
-      const before = cls().get('transaction') as Transaction;
+      const before = cls().get('transaction') as Tx;
       expect(before.id).toBeTruthy();
       await User.findAll();
-      const after = cls().get('transaction') as Transaction;
+      const after = cls().get('transaction') as Tx;
       expect(after.id).toBe(before.id);
       await h.engine.sequelize.transaction(async (t) => {
         expect(cls().get('transaction')).toBe(t);
@@ -247,8 +252,8 @@ interface HookCase {
   method: string;
   hooks: string[];
   optionPos: number;
-  model: () => ModelStatic<Model<any, any>>;
-  execute: (model: ModelStatic<Model<any, any>>) => Promise<unknown>;
+  model: () => AnyModel;
+  execute: (model: AnyModel) => Promise<unknown>;
 }
 
 const hookCases: HookCase[] = [
