@@ -376,7 +376,63 @@ describe('cls.test.js > CLS (Async hooks) > Model Hook integration', () => {
   }
 });
 
+describe('cls.test.js > CLS (Async hooks) > Model Hook integration (the hook uses its transaction)', () => {
+  it('passes the transaction to hooks {afterCreate} when calling Model#save (isNewRecord): options.transaction.afterCommit on the first statement', async () => {
+    // the case behind issue 13's first bullet: an afterCreate hook registering an afterCommit on
+    // `options.transaction`, in a session whose first statement is that create
+    const calls: string[] = [];
+    const hook = (_instance: unknown, options: { transaction?: Transaction | null }) => {
+      options.transaction!.afterCommit(() => {
+        calls.push('after commit');
+      });
+    };
+    User.addHook('afterCreate', 'v6-after-commit', hook as never);
+    try {
+      await h.SessionLocal.begin(async () => {
+        await User.create({ name: 'bob' });
+        expect(calls).toEqual([]);
+      });
+      expect(calls).toEqual(['after commit']);
+      await expect(
+        h.SessionLocal.begin(async () => {
+          await User.create({ name: 'rolled back' });
+          throw new Error('roll back');
+        }),
+      ).rejects.toThrow('roll back');
+      expect(calls).toEqual(['after commit']);
+    } finally {
+      User.removeHook('afterCreate', 'v6-after-commit');
+    }
+  });
+});
+
 describe('cls.test.js > CLS (Async hooks)', () => {
+  it('CLS namespace is stored in Sequelize._cls (a global useCLS namespace of another instance never captures the engine)', async () => {
+    // DIFFERENCE: the engine never reads the global namespace. A legacy Sequelize instance using
+    // Sequelize.useCLS in the same process answers its own transaction for every lookup; neither
+    // the engine's out-of-session statements nor its sessions' may run in that transaction
+    const legacy = new Sequelize(h.db.url, { logging: false, pool: { max: 1 } });
+    const legacyTransaction = await legacy.transaction();
+    const namespace = {
+      get: (key: string) => (key === 'transaction' ? legacyTransaction : undefined),
+      set: () => undefined,
+      run: (fn: (context: object) => unknown) => fn({}),
+      bind: <F>(fn: F) => fn,
+    };
+    Sequelize.useCLS(namespace);
+    try {
+      await User.create({ name: 'autocommit' });
+      await h.SessionLocal.begin(() => User.create({ name: 'in session' }));
+      const seen = await legacy.query('SELECT count(*)::int AS n FROM users', { transaction: legacyTransaction, plain: true });
+      expect(seen).toEqual({ n: 2 });
+    } finally {
+      delete (Sequelize as unknown as { _cls?: unknown })._cls;
+      await legacyTransaction.rollback();
+      await legacy.close();
+    }
+    expect(await User.count()).toBe(2);
+  });
+
   it('CLS namespace is stored in Sequelize._cls', async () => {
     // DIFFERENCE: each engine has its own namespace on its own Sequelize subclass; the global
     // `Sequelize._cls` (what `Sequelize.useCLS` sets) is never touched, so two engines (or an engine
