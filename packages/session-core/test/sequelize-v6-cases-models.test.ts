@@ -604,3 +604,39 @@ describe('associations/has-one.test.js > HasOne', () => {
     });
   });
 });
+
+describe('extra (issue 13, not upstream cases): errors raised by Sequelize itself leave the session usable', () => {
+  it('model/findOne.test.js > rejectOnEmpty: EmptyResultError inside a session', async () => {
+    await h.SessionLocal.begin(async (session) => {
+      await User.create({ username: 'kept' });
+      await expect(User.findOne({ where: { username: 'nobody' }, rejectOnEmpty: true })).rejects.toThrow();
+      expect(session.state).toBe('active');
+      await User.create({ username: 'after' });
+    });
+    expect(await User.count()).toBe(2);
+  });
+
+  it('sequelize/query.test.js > replacements: a missing named replacement inside a session', async () => {
+    await h.SessionLocal.begin(async (session) => {
+      await User.create({ username: 'kept' });
+      await expect(h.engine.sequelize.query('SELECT :missing AS v', { replacements: {} })).rejects.toThrow(/missing/);
+      expect(session.state).toBe('active');
+      await User.create({ username: 'after' });
+    });
+    expect(await User.count()).toBe(2);
+  });
+
+  it('a statement that reached the server and failed outside a savepoint does fail the session', async () => {
+    // the counterpart: PostgreSQL aborted the transaction, so COMMIT must not pretend
+    const error = await h.SessionLocal.begin(async (session) => {
+      await User.create({ username: 'lost' });
+      await expect(h.engine.sequelize.query('SELECT * FROM no_such_table')).rejects.toThrow(/no_such_table/);
+      expect(session.state).toBe('failed');
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((error as { code?: string }).code).toBe('COMMIT_FAILED');
+    expect(await User.count()).toBe(0);
+  });
+});
