@@ -39,7 +39,7 @@
  * | hooks/*.test.js (no transaction case; see cls.test.js hooks) | 0 | 0 | 0 |      0 |         0 |
  * | **total**                                     |  156 |      19 |     137 |     131 |         6 |
  *
- * Tests: 152 (this file 30, -transaction 70, -models 52): 146 pass, 6 are `it.fails` (the
+ * Tests: 167 (this file 45, -transaction 70, -models 52): 161 pass, 6 are `it.fails` (the
  * divergences, each with a `// DIVERGENCE:` diagnosis next to it); a few are extras beyond the
  * upstream case (labelled as such). Not read: dialects/mssql/*, dialects/sqlite/* (other dialects).
  *
@@ -385,6 +385,26 @@ describe('cls.test.js > CLS (Async hooks) > Model Hook integration', () => {
           expect(transactions.length, `hook ${name} was not called`).toBeGreaterThan(0);
           for (const t of transactions) expect(t, `hook ${name} did not receive the session's transaction`).toBe(root);
         }
+      });
+    });
+  }
+});
+
+describe('cls.test.js > CLS (Async hooks) > Model Hook integration (inside a nested sequelize.transaction(cb))', () => {
+  // upstream's exact shape, one level down: inside the unit, hooks see the unit's savepoint
+  for (const c of hookCases) {
+    const paranoid = c.model === hookCases[12]!.model ? ' (paranoid restore)' : '';
+    it(`passes the transaction to hooks {${c.hooks.join(',')}} when calling ${c.method}${paranoid}`, async () => {
+      await h.SessionLocal.begin(async (session) => {
+        const root = await session.transaction();
+        await h.engine.sequelize.transaction(async (unit) => {
+          expect((unit as unknown as { parent: unknown }).parent).toBe(root);
+          const seen = await seenByHooks(c);
+          for (const [name, transactions] of seen) {
+            expect(transactions.length, `hook ${name} was not called`).toBeGreaterThan(0);
+            for (const t of transactions) expect(t, `hook ${name} did not receive the unit's transaction`).toBe(unit);
+          }
+        });
       });
     });
   }
