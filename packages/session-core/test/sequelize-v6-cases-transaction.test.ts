@@ -155,6 +155,31 @@ describe('transaction.test.js > Transaction > autoCallback', () => {
     expect(calls[0]).toBe(transaction);
   });
 
+  it('supports running hooks when a transaction is committed (two levels: the hook waits for every enclosing unit)', async () => {
+    const calls: string[] = [];
+    await h.SessionLocal.begin(async () => {
+      await expect(
+        h.engine.sequelize.transaction(async () => {
+          await h.engine.sequelize.transaction(async (inner) => {
+            inner.afterCommit(() => {
+              calls.push('dropped with the outer unit');
+            });
+          });
+          throw new Error('outer unit rolls back');
+        }),
+      ).rejects.toThrow('outer unit rolls back');
+      await h.engine.sequelize.transaction(async () => {
+        await h.engine.sequelize.transaction(async (inner) => {
+          inner.afterCommit(() => {
+            calls.push('kept');
+          });
+        });
+      });
+      expect(calls).toEqual([]);
+    });
+    expect(calls).toEqual(['kept']);
+  });
+
   it('does not run hooks when a transaction is rolled back', async () => {
     const calls: unknown[] = [];
     await h.SessionLocal.begin(async () => {
@@ -886,6 +911,22 @@ describe('sequelize.test.js > Sequelize > define > transaction', () => {
       expect((await user.reload()).get('username')).toBe('foo');
     });
     expect(await committedUsers()).toEqual(['foo']);
+  });
+
+  it('supports rolling back a nested transaction (the unit fails on the server)', async () => {
+    // the unit's failed statement aborted only its savepoint: ROLLBACK TO SAVEPOINT recovers the session
+    await h.SessionLocal.begin(async (session) => {
+      await User.create({ username: 'outer' });
+      await expect(
+        h.engine.sequelize.transaction(async () => {
+          await User.create({ username: 'inner' });
+          await h.engine.sequelize.query('SELECT * FROM no_such_table');
+        }),
+      ).rejects.toThrow(/no_such_table/);
+      expect(session.state).toBe('active');
+      await User.create({ username: 'after' });
+    });
+    expect(await committedUsers()).toEqual(['outer', 'after']);
   });
 
   it('supports rolling back outermost transaction', async () => {

@@ -39,7 +39,7 @@
  * | hooks/*.test.js (no transaction case; see cls.test.js hooks) | 0 | 0 | 0 |      0 |         0 |
  * | **total**                                     |  156 |      19 |     137 |     131 |         6 |
  *
- * Tests: 167 (this file 45, -transaction 70, -models 52): 161 pass, 6 are `it.fails` (the
+ * Tests: 170 (this file 46, -transaction 72, -models 52): 164 pass, 6 are `it.fails` (the
  * divergences, each with a `// DIVERGENCE:` diagnosis next to it); a few are extras beyond the
  * upstream case (labelled as such). Not read: dialects/mssql/*, dialects/sqlite/* (other dialects).
  *
@@ -251,6 +251,25 @@ describe('cls.test.js > CLS (Async hooks) > sequelize.query integration', () => 
       expect(outside).toHaveLength(0);
       expect(inside).toHaveLength(1);
     });
+  });
+
+  it('automagically uses the transaction in all calls (outside any session: engine.sequelize.transaction(cb), as with useCLS)', async () => {
+    let transaction!: Transaction;
+    await h.engine.sequelize.transaction(async (t) => {
+      transaction = t;
+      await User.create({ name: 'bob' });
+      expect(cls().get('transaction')).toBe(t);
+      const [outside, inside] = await Promise.all([User.findAll({ transaction: null }), User.findAll({})]);
+      expect(outside).toHaveLength(0);
+      expect(inside).toHaveLength(1);
+      await h.engine.sequelize.transaction(async (unit) => {
+        expect((unit as unknown as { parent: unknown }).parent).toBe(t);
+        expect(await User.count()).toBe(1);
+      });
+    });
+    expect(cls().get('transaction')).toBeUndefined();
+    expect((transaction as unknown as { finished: string }).finished).toBe('commit');
+    expect(await User.count()).toBe(1);
   });
 
   it('automagically uses the transaction in all calls with async/await', async () => {
