@@ -286,6 +286,22 @@ describe('transaction.test.js > Transaction', () => {
     await session.close();
   });
 
+  for (const verb of ['commit', 'rollback'] as const) {
+    it(`does not allow queries immediately after ${verb} call (a savepoint)`, async () => {
+      await h.SessionLocal.begin(async (session) => {
+        const t = await h.engine.sequelize.transaction();
+        await h.engine.sequelize.query('SELECT 1+1', { transaction: t, raw: true });
+        const [end, query] = await Promise.allSettled([t[verb](), h.engine.sequelize.query('SELECT 1+1', { transaction: t, raw: true })]);
+        expect(end.status).toBe('fulfilled');
+        expect(query.status).toBe('rejected');
+        const error = (query as PromiseRejectedResult).reason as Error & { sql?: string };
+        expect(error.message).toMatch(new RegExp(`${verb} has been called on this transaction\\([^)]+\\), you can no longer use it`));
+        expect(error.sql).toBe('SELECT 1+1');
+        expect(session.state).toBe('active');
+      });
+    });
+  }
+
   it('does not allow queries after rollback', async () => {
     const session = h.SessionLocal();
     await session.run(async () => {
