@@ -313,6 +313,16 @@ describe('transaction.test.js > Transaction', () => {
     await session.close();
   });
 
+  it('does not allow queries after rollback (a savepoint)', async () => {
+    await h.SessionLocal.begin(async (session) => {
+      const t = await h.engine.sequelize.transaction();
+      await h.engine.sequelize.query('SELECT 1+1', { transaction: t, raw: true });
+      await t.rollback();
+      await expect(h.engine.sequelize.query('SELECT 1+1', { transaction: t, raw: true })).rejects.toThrow(/rollback has been called on this transaction/);
+      expect(session.state).toBe('active');
+    });
+  });
+
   it('should not rollback if connection was not acquired', async () => {
     // DIFFERENCE: the session's transaction exists before any connection; rolling it back then is
     // a no-op of the lazy session (Sequelize: "never started"), and the pool is never touched
