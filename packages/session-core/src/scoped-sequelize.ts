@@ -22,6 +22,13 @@ export function scopedSequelizeClass(engine: Engine, Base: typeof Sequelize = Se
   class EngineSequelize extends Base {
     static _cls = clsShim(storage);
 
+    // biome-ignore lint/suspicious/noExplicitAny: Sequelize's constructor overloads
+    constructor(...args: any[]) {
+      super(...(args as []));
+      // findCreateFind reads `options.transaction` itself (never CLS): fill it from the scope first
+      (this as unknown as { addHook(name: string, fn: (model: unknown) => void): void }).addHook('afterDefine', (model) => joinFindCreateFind(model, storage));
+    }
+
     override async query(sql: any, options?: any): Promise<any> {
       const base = super.query as unknown as QueryFn;
       let opts = options as Record<string, unknown> | undefined;
@@ -98,6 +105,20 @@ export function scopedSequelizeClass(engine: Engine, Base: typeof Sequelize = Se
   }
 
   return EngineSequelize as unknown as typeof Sequelize;
+}
+
+/** A model's `findCreateFind` with no `transaction` option joins the scope's transaction, as every other finder does. */
+function joinFindCreateFind(model: unknown, storage: Engine['scope']): void {
+  const target = model as { findCreateFind?: (options?: Record<string, unknown>) => Promise<unknown> };
+  const original = target.findCreateFind;
+  if (typeof original !== 'function') return;
+  target.findCreateFind = function findCreateFindInScope(this: unknown, options?: Record<string, unknown>) {
+    if (options && options.transaction === undefined) {
+      const transaction = joinedTransaction(storage.getStore());
+      if (transaction) options = { ...options, transaction };
+    }
+    return original.call(this, options);
+  };
 }
 
 /**

@@ -155,7 +155,7 @@ export class Session {
    */
   closeIfUntouched(): boolean {
     if (!this.isUntouched()) return false;
-    this.endCycle();
+    this.endCycle('rollback');
     this.move({ kind: 'closed' });
     this.closing = Promise.resolve();
     return true;
@@ -209,9 +209,11 @@ export class Session {
     if (this.tx) return this.tx;
     const tx = new Transaction(this.engine.sequelize, { isolationLevel: this.options.isolationLevel as Transaction.ISOLATION_LEVELS | undefined, readOnly: this.options.readOnly });
     setOwner(tx, this);
+    // the session's own: ending it ends the session's transaction; an ended one refuses, as Sequelize's does
+    const finished = () => (tx as unknown as { finished?: string }).finished;
     Object.assign(tx, {
-      commit: () => this.commit(),
-      rollback: () => this.rollback(),
+      commit: () => (finished() ? Promise.reject(new Error(`Transaction cannot be committed because it has been finished with state: ${finished()}`)) : this.commit()),
+      rollback: () => (finished() ? Promise.reject(new Error(`Transaction cannot be rolled back because it has been finished with state: ${finished()}`)) : this.rollback()),
     });
     this.tx = tx;
     return tx;
@@ -229,7 +231,7 @@ export class Session {
     if (life.kind !== 'active' && life.kind !== 'failed') {
       const hooks = this.takeHooks().commit;
       this.collectSequelizeHooks(hooks);
-      this.endCycle();
+      this.endCycle('commit');
       await this.runHooks('commit', hooks);
       return;
     }
@@ -242,6 +244,11 @@ export class Session {
     try {
       await serial(held.connection, async () => {
         if (held.pendingBegin !== undefined) return; // nothing reached the server: nothing to commit
+        // the client already saw the connection die: the server rolled back, the outcome is known
+        if (isBroken(held.connection)) {
+          destroy = true;
+          throw new Error('the connection was lost before COMMIT was sent; the server rolled the transaction back');
+        }
         // a statement queued before commit() may have failed since: COMMIT would only roll back
         failure ??= transactionStatus(held.connection) === 'E' ? (held.failure ?? new Error('the transaction is aborted')) : undefined;
         if (failure !== undefined) {
@@ -265,7 +272,7 @@ export class Session {
       unknown.droppedHooks = hooks.commit.length + sequelizeHooks.length;
       this.expiring = undefined;
       this.move({ kind: 'idle' }, { outcome: 'unknown', startedAt, destroy: true, reason: unknown });
-      this.endCycle();
+      this.endCycle('rollback');
       throw unknown;
     }
     if (error !== undefined) {
@@ -273,7 +280,7 @@ export class Session {
       this.move({ kind: 'idle' }, { outcome: 'rollback', startedAt, destroy, reason: commitError });
       this.expiring = undefined;
       const hooks = this.takeHooks().rollback;
-      this.endCycle();
+      this.endCycle('rollback');
       await this.runHooks('rollback', hooks);
       throw commitError;
     }
@@ -283,7 +290,7 @@ export class Session {
     if (expiring) for (const instance of expiring) expire(instance);
     const hooks = this.takeHooks().commit;
     this.collectSequelizeHooks(hooks);
-    this.endCycle();
+    this.endCycle('commit');
     await this.runHooks('commit', hooks);
   }
 
@@ -542,7 +549,7 @@ export class Session {
       this.move({ kind: 'idle' }, { outcome: 'rollback', startedAt, destroy: broken });
     }
     this.expiring = undefined;
-    this.endCycle();
+    this.endCycle('rollback');
     await this.runHooks('rollback', hooks);
   }
 
@@ -577,10 +584,10 @@ export class Session {
   }
 
   /** The transaction object's cycle is over: later use of it throws `TransactionEndedError`. */
-  private endCycle(): void {
+  private endCycle(outcome: 'commit' | 'rollback'): void {
     const tx = this.tx as (Transaction & { finished?: string; connection?: PooledConnection }) | undefined;
     if (!tx) return;
-    tx.finished ??= 'commit';
+    tx.finished ??= outcome;
     tx.connection = undefined;
     this.tx = undefined;
     this.units = [];

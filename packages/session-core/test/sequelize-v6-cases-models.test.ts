@@ -313,7 +313,7 @@ describe('model/create.test.js > Model > findCreateFind', () => {
   // fill the option before Sequelize looks, e.g. in scoped-sequelize.ts wrap `findCreateFind` of
   // every model defined on the engine (`sequelize.addHook('afterDefine', …)` or overriding
   // `define`) with `options.transaction ??= joinedTransaction(storage.getStore()) ?? undefined`.
-  it.fails('[Flaky] should work with multiple concurrent calls (implicit form: no transaction option, inside a session)', async () => {
+  it('[Flaky] should work with multiple concurrent calls (implicit form: no transaction option, inside a session)', async () => {
     const results = await h.SessionLocal.begin(() =>
       Promise.all([User.findCreateFind({ where: { uniqueName: 'winner' } }), User.findCreateFind({ where: { uniqueName: 'winner' } }), User.findCreateFind({ where: { uniqueName: 'winner' } })]),
     );
