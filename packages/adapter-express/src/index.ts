@@ -2,14 +2,13 @@ import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Respon
 import type { Session } from '@sessionlocal/session-core';
 import {
   checkRequestSessionOptions,
-  openRequestScope,
-  reopenRequestScope,
+  mount,
+  mountedOn,
   reportCommitFailure,
-  requestProperty,
   responseHolder,
+  runInScope,
   runListenersInScope,
-  runOutsideSession,
-  type RequestScope,
+  runRoute,
   type RequestSessionOptions,
   type RouteSessionOptions,
 } from '@sessionlocal/session-core/adapter';
@@ -31,19 +30,11 @@ export type SessionLocalRouteOptions = RouteSessionOptions<Request>;
 /** The same options under the name pattern shared by the three adapters. */
 export type ExpressSessionLocalOptions = SessionLocalOptions;
 
-interface RequestState {
-  options: SessionLocalOptions;
-  scope: RequestScope | undefined;
-}
-
-const STATES = Symbol('sessionlocal.express');
-type WithStates = Request & { [STATES]?: RequestState[] };
-
 /**
- * Express middleware: one lazily opened database session per request as `req.db`, committed
- * before the response when the status passes `commitWhen`, rolled back otherwise, always closed.
- * Mount `sessionLocal.errors()` before your error handlers so that a thrown error rolls back
- * whatever status they answer.
+ * Express middleware (Express 4 and 5; it imports only Express's types): one lazily opened
+ * database session per request as `req.db`, committed before the response when the status
+ * passes `commitWhen`, rolled back otherwise, always closed. Mount `sessionLocal.errors()` before
+ * your error handlers so that a thrown error rolls back whatever status they answer.
  * @example
  * app.use(sessionLocal({ factory: SessionLocal }));
  * app.use(express.json());
@@ -53,13 +44,12 @@ type WithStates = Request & { [STATES]?: RequestState[] };
 export function sessionLocal(options: SessionLocalOptions): RequestHandler {
   checkRequestSessionOptions(options);
   const hold = responseHolder();
-  const name = options.name ?? 'db';
   return function sessionLocalMiddleware(req: Request, res: Response, next: NextFunction): void {
-    const state: RequestState = { options, scope: undefined };
-    ((req as WithStates)[STATES] ??= []).push(state);
-    runListenersInScope(req, () => state.scope);
-    hold(res, () => state.scope, (result) => reportCommitFailure(options, req, result, (error) => report(req, error)));
-    enter(state, name, req, res, openRequestScope(options, req), next);
+    const mounted = mount(req, options, req);
+    runListenersInScope(req, () => mounted.scope);
+    hold(res, () => mounted.scope, (result) => reportCommitFailure(options, req, result, (error) => report(req, error)));
+    mounted.scope?.watch(res);
+    runInScope(mounted, () => next());
   };
 }
 
@@ -71,21 +61,11 @@ export function sessionLocal(options: SessionLocalOptions): RequestHandler {
  */
 sessionLocal.route = function route(routeOptions: SessionLocalRouteOptions): RequestHandler {
   return function sessionLocalRoute(req: Request, res: Response, next: NextFunction): void {
-    const states = (req as WithStates)[STATES] ?? [];
     try {
-      if (states.length === 0) throw new Error('sessionLocal.route() needs app.use(sessionLocal({ factory })) before the route.');
-      for (const state of states) state.scope = reopenRequestScope(state.scope, state.options, req, routeOptions);
+      runRoute(req, req, routeOptions, (scope) => scope.watch(res), () => next());
     } catch (error) {
       next(error);
-      return;
     }
-    let run = () => next();
-    for (const state of states) {
-      const inner = run;
-      requestProperty(req, state.options.name ?? 'db', state.scope?.session);
-      run = () => (state.scope ? state.scope.watch(res).run(inner) : runOutsideSession(state.options.factory, inner));
-    }
-    run();
   };
 };
 
@@ -98,20 +78,13 @@ sessionLocal.route = function route(routeOptions: SessionLocalRouteOptions): Req
  */
 sessionLocal.errors = function errors(): ErrorRequestHandler {
   return function sessionLocalErrors(error: unknown, req: Request, _res: Response, next: NextFunction): void {
-    for (const state of (req as WithStates)[STATES] ?? []) state.scope?.fail(error);
+    for (const mounted of mountedOn(req)) mounted.scope?.fail(error);
     next(error);
   };
 };
 
 /** The same middleware under the name pattern shared by the three adapters. */
 export const expressSessionLocal = sessionLocal;
-
-function enter(state: RequestState, name: string, req: Request, res: Response, scope: RequestScope | undefined, next: NextFunction): void {
-  state.scope = scope;
-  requestProperty(req, name, scope?.session);
-  if (scope) scope.watch(res).run(() => next());
-  else runOutsideSession(state.options.factory, () => next());
-}
 
 /** Express has no error channel of its own outside the request: the app's 'error' listeners, else stderr. */
 function report(req: Request, error: unknown): void {

@@ -8,6 +8,7 @@ import {
   reportCommitFailure,
   requestProperty,
   responseHolder,
+  routeOptionsResolver,
   type RequestScope,
   type RequestSessionOptions,
   type RouteSessionOptions,
@@ -31,24 +32,31 @@ export type FastifySessionLocalOptions = RequestSessionOptions<FastifyRequest>;
 export type FastifySessionLocalRouteOptions = RouteSessionOptions<FastifyRequest>;
 
 const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: FastifyInstance, options, done) => {
-  checkRequestSessionOptions(options);
-  const name = options.name ?? 'db';
-  if (fastify.hasRequestDecorator(name)) {
-    throw new ConfigError('name', `request.${name} is already registered: give this registration (another engine) its own name, e.g. { name: 'reportsDb' }`);
+  const name = options?.name ?? 'db';
+  try {
+    checkRequestSessionOptions(options);
+    if (fastify.hasRequestDecorator(name)) throw new ConfigError('name', `request.${name} is already registered: give this registration (another engine) its own name, e.g. { name: 'reportsDb' }`);
+  } catch (error) {
+    return done(error as Error);
   }
   fastify.decorateRequest(name, null);
   const scopes = new WeakMap<FastifyRequest, RequestScope>();
   /** Requests whose response is already decided (first onSend): a late error must not answer again. */
   const sending = new WeakSet<FastifyRequest>();
   const hold = responseHolder();
+  const report = (request: FastifyRequest) => (error: unknown) => request.log.error({ err: error }, 'sessionlocal: COMMIT failed');
+  // route options: checked when the route is added, merged once at its first request
+  const routes = routeOptionsResolver(options);
+  fastify.addHook('onRoute', (route) => routes.check((route.config as { sessionLocal?: FastifySessionLocalRouteOptions } | undefined)?.sessionLocal));
 
   // Open the scope and run the rest of the request in it; a hijacked reply's raw writes wait for COMMIT.
   fastify.addHook('onRequest', (request, reply, next) => {
-    const scope = openRequestScope(options, request, request.routeOptions.config.sessionLocal);
+    const resolved = routes.resolve(request.routeOptions.config);
+    const scope = resolved === false ? undefined : openRequestScope(resolved, request);
     requestProperty(request, name, scope?.session);
     if (!scope) return next();
     scopes.set(request, scope);
-    hold(reply.raw, () => scope, (result) => reportCommitFailure(options, request, result, (error) => request.log.error({ err: error }, 'sessionlocal: COMMIT failed')));
+    hold(reply.raw, () => scope, (result) => reportCommitFailure(options, request, result, report(request)));
     scope.watch(reply.raw);
     scope.run(next);
   });
@@ -71,11 +79,8 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
   // Commit before the status line; on a failed COMMIT send the error response instead.
   fastify.addHook('onSend', (request, reply, payload, next) => {
     const scope = scopes.get(request);
-    if (sending.has(request)) {
-      // the handler threw after it answered: its error was reported; the first answer stands
-      reply.hijack();
-      return;
-    }
+    // the handler threw after it answered: its error was reported; the first answer stands
+    if (sending.has(request)) return void reply.hijack();
     if (!scope || scope.finish === 'after-response' || scope.endIfUntouched()) return next(null, payload);
     sending.add(request);
     // the answer as the handler gave it (a late error's handler may change the reply meanwhile)
@@ -87,7 +92,7 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
         reply.code(status).headers(headers);
         return next(null, payload);
       }
-      reportCommitFailure(options, request, result, (error) => request.log.error({ err: error }, 'sessionlocal: COMMIT failed'));
+      reportCommitFailure(options, request, result, report(request));
       const stream = payload as { destroy?: () => void } | null;
       if (typeof stream?.destroy === 'function') stream.destroy();
       const rendered = renderHttpError(response);

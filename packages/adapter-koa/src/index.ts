@@ -3,38 +3,28 @@ import type { Context, Middleware, Next } from 'koa';
 import type { Session } from '@sessionlocal/session-core';
 import {
   checkRequestSessionOptions,
-  openRequestScope,
-  reopenRequestScope,
+  mount,
   reportCommitFailure,
-  requestProperty,
   responseHolder,
-  runOutsideSession,
-  type RequestScope,
+  runInScope,
+  runRoute,
+  type Mounted,
   type RequestSessionOptions,
   type RouteSessionOptions,
 } from '@sessionlocal/session-core/adapter';
 
+/** Options of `sessionLocal` (also named `KoaSessionLocalOptions`); `settings(ctx)` and `readOnly(ctx)` get the Koa context (see the core README). */
+export type SessionLocalOptions = RequestSessionOptions<Context>;
+export type { SessionLocalOptions as KoaSessionLocalOptions };
+/** `false` opts a route out; an object changes `commitWhen`, `finish`, `settings`, `readOnly` for it. */
+export type SessionLocalRouteOptions = RouteSessionOptions<Context>;
+
 declare module 'koa' {
   interface DefaultContext {
-    /** The request's database session (reading it on a route opted out with `sessionLocal.route(false)` throws `NoActiveSessionError`). */
+    /** The request's session; on a route opted out with `sessionLocal.route(false)` reading it throws `NoActiveSessionError`. */
     db: Session;
   }
 }
-
-/** Options of `sessionLocal`; `settings(ctx)` and `readOnly(ctx)` get the Koa context (see the core README). */
-export type SessionLocalOptions = RequestSessionOptions<Context>;
-/** `false` opts a route out; an object changes `commitWhen`, `finish`, `settings`, `readOnly` for it. */
-export type SessionLocalRouteOptions = RouteSessionOptions<Context>;
-/** The same options under the name pattern shared by the three adapters. */
-export type KoaSessionLocalOptions = SessionLocalOptions;
-
-interface RequestState {
-  options: SessionLocalOptions;
-  scope: RequestScope | undefined;
-}
-
-const STATES = Symbol('sessionlocal.koa');
-type WithStates = Context & { [STATES]?: RequestState[] };
 
 /**
  * Koa middleware: one lazily opened database session per request as `ctx.db`, committed after
@@ -49,19 +39,18 @@ type WithStates = Context & { [STATES]?: RequestState[] };
 export function sessionLocal(options: SessionLocalOptions): Middleware {
   checkRequestSessionOptions(options);
   const hold = responseHolder();
-  const name = options.name ?? 'db';
   return async function sessionLocalMiddleware(ctx: Context, next: Next): Promise<void> {
-    const state: RequestState = { options, scope: undefined };
-    ((ctx as WithStates)[STATES] ??= []).push(state);
+    const mounted = mount(ctx, options, ctx);
     // raw writes (`ctx.respond = false`) and Koa's own write wait for COMMIT, and run in the scope
-    hold(ctx.res, () => state.scope, (result) => reportCommitFailure(options, ctx, result, (error) => ctx.app.emit('error', error, ctx)));
+    hold(ctx.res, () => mounted.scope, (result) => reportCommitFailure(options, ctx, result, (error) => ctx.app.emit('error', error, ctx)));
+    mounted.scope?.watch(ctx.res);
     try {
-      await enter(state, name, ctx, openRequestScope(options, ctx), next);
+      await runInScope(mounted, next);
     } catch (error) {
-      await state.scope?.end({ status: 500, error });
+      await mounted.scope?.end({ status: 500, error });
       throw error;
     }
-    await finish(ctx, state);
+    await finish(ctx, mounted);
   };
 }
 
@@ -73,27 +62,16 @@ export function sessionLocal(options: SessionLocalOptions): Middleware {
  */
 sessionLocal.route = function route(routeOptions: SessionLocalRouteOptions): Middleware {
   return function sessionLocalRoute(ctx: Context, next: Next): Promise<void> {
-    const states = (ctx as WithStates)[STATES];
-    if (!states) throw new Error('sessionLocal.route() needs app.use(sessionLocal({ factory })) before the router.');
-    const state = states[states.length - 1] as RequestState;
-    return enter(state, state.options.name ?? 'db', ctx, reopenRequestScope(state.scope, state.options, ctx, routeOptions), next);
+    return runRoute(ctx, ctx, routeOptions, (scope) => scope.watch(ctx.res), next);
   };
 };
 
 /** The same middleware under the name pattern shared by the three adapters. */
 export const koaSessionLocal = sessionLocal;
 
-function enter(state: RequestState, name: string, ctx: Context, scope: RequestScope | undefined, next: Next): Promise<void> {
-  state.scope = scope;
-  requestProperty(ctx, name, scope?.session);
-  if (!scope) return runOutsideSession(state.options.factory, next);
-  scope.watch(ctx.res);
-  return scope.run(next);
-}
-
 /** Commit before Koa writes the status line; on a failed COMMIT answer the error response instead. */
-async function finish(ctx: Context, state: RequestState): Promise<void> {
-  const scope = state.scope;
+async function finish(ctx: Context, mounted: Mounted<Context>): Promise<void> {
+  const scope = mounted.scope;
   if (!scope) return;
   // Koa pipes a stream body after this middleware returned: its reads run in the scope (in the
   // session with 'after-response', where statements throw SessionClosedError otherwise)
@@ -104,7 +82,7 @@ async function finish(ctx: Context, state: RequestState): Promise<void> {
   const result = await scope.end({ status: ctx.status });
   const { response } = result;
   if (!response || ctx.respond === false) return; // a raw response was held and answered by the holder
-  reportCommitFailure(state.options, ctx, result, (error) => ctx.app.emit('error', error, ctx));
+  reportCommitFailure(mounted.options, ctx, result, (error) => ctx.app.emit('error', error, ctx));
   const body = ctx.body as { destroy?: () => void } | null | undefined;
   if (typeof body?.destroy === 'function') body.destroy();
   for (const header of ctx.res.getHeaderNames()) ctx.remove(header);

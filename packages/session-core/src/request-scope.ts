@@ -243,6 +243,30 @@ export function reopenRequestScope<Req>(current: RequestScope | undefined, optio
   return next;
 }
 
+/**
+ * Per-route options decided once per route (fastify-postgres's `onRoute` habit): `check(route)`
+ * validates a route's options when the route is added (`ConfigError`), `resolve(holder)` gives the
+ * merged options of the route whose config object holds them (`false`: opted out), computed at
+ * the route's first request and kept.
+ */
+export function routeOptionsResolver<Req>(options: RequestSessionOptions<Req>) {
+  const resolved = new WeakMap<object, RequestSessionOptions<Req> | false>();
+  return {
+    check(route: RouteSessionOptions<Req> | undefined): void {
+      if (route) checkRequestSessionOptions({ ...options, ...route });
+    },
+    resolve(holder: { sessionLocal?: RouteSessionOptions<Req> }): RequestSessionOptions<Req> | false {
+      let merged = resolved.get(holder);
+      if (merged === undefined) {
+        const route = holder.sessionLocal;
+        merged = route === false ? false : route ? { ...options, ...route } : options;
+        resolved.set(holder, merged);
+      }
+      return merged;
+    },
+  };
+}
+
 /** Validate adapter options once, at registration (`ConfigError` naming the field). */
 export function checkRequestSessionOptions<Req>(options: RequestSessionOptions<Req>): RequestSessionOptions<Req> {
   if (!options || typeof options.factory !== 'function') {

@@ -11,6 +11,7 @@ export {
   runListenersInScope,
   httpErrorFor,
   reportCommitFailure,
+  routeOptionsResolver,
   type ResponseLike,
   type RequestSessionOptions,
   type RouteSessionOptions,
@@ -21,3 +22,4 @@ export {
 } from '../request-scope.js';
 export { responseHolder, renderHttpError } from './hold-response.js';
 export { requestProperty } from './request-property.js';
+export { mount, mountedOn, enterScope, runRoute, runInScope, type Mounted } from './mounted.js';
