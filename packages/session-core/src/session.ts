@@ -6,6 +6,7 @@ import { setOwner } from './owner.js';
 import { lostUnanswered, sendWithBegin, settledStatus, transactionStatus } from './pipelined-begin.js';
 import type { ResolvedSessionOptions, SessionFactory } from './sessionmaker.js';
 import { handOver, serial } from './serial.js';
+import { mayLeaveSessionState } from './session-state.js';
 import { poolTransport, type SessionTransport } from './transport.js';
 
 /** `idle`: no transaction; `active`: in a transaction; `failed`: a statement failed, roll back; `closed`. */
@@ -72,7 +73,6 @@ interface Ended {
 let nextId = 1;
 
 const ROLLBACK_TO = /^\s*ROLLBACK\s+TO\s/i;
-const SESSION_STATE = /^\s*(RESET\b|SET\s+(?!LOCAL\b|TRANSACTION\b|CONSTRAINTS\b)|LISTEN\b|PREPARE\b|DECLARE\b.*\bWITH\s+HOLD\b|CREATE\s+(TEMP|TEMPORARY)\b)/i;
 
 /**
  * A unit of work on one pooled connection. Lazy: nothing touches the pool until the first
@@ -398,6 +398,8 @@ export class Session {
       const life = this.life;
       const text = typeof sql === 'string' ? sql : '';
       if (life.kind === 'failed' && !ROLLBACK_TO.test(text)) throw new TransactionAbortedError(this.id, life.failure);
+      // decided before sending: a statement that fails half-way (`SELECT pg_advisory_lock(1); SELECT 1/0`) may still leave state
+      if (!held.dirty && mayLeaveSessionState(text)) held.dirty = true;
       const connection = held.connection;
       const wrap = this.engine.statementWrapper;
       const send = wrap ? () => wrap(this, task) : task;
@@ -428,7 +430,6 @@ export class Session {
         held.failure = undefined;
         this.move({ kind: 'active', held });
       }
-      if (!held.dirty && SESSION_STATE.test(text)) held.dirty = true;
       return result;
     });
   }
