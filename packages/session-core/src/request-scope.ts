@@ -36,6 +36,8 @@ export type RouteSessionOptions<Req> = false | Partial<Omit<RequestSessionOption
 export interface ResponseLike {
   readonly statusCode: number;
   readonly writableFinished: boolean;
+  /** `end()` was called (an HTTP/2 response reads `writableFinished` true once its stream was reset: both must hold). */
+  readonly writableEnded?: boolean;
   on(event: 'close', listener: () => void): unknown;
   once(event: 'close' | 'finish', listener: () => void): unknown;
 }
@@ -102,7 +104,7 @@ export class RequestScope {
     // 'close' comes once per response: on() is enough (and cheaper than once())
     res.on('close', () => {
       if (this.ending) return; // already ended (commit before the response, or untouched)
-      if (res.writableFinished) {
+      if (res.writableFinished && res.writableEnded !== false) {
         void this.end({ status: res.statusCode }).catch(() => undefined);
         return;
       }
