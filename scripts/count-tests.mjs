@@ -2,7 +2,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-const roots = ['packages', 'apps', 'bench', 'chaos', 'docs', 'tests'];
+const roots = ['packages', 'apps', 'bench', 'chaos', 'fuzz', 'docs', 'tests'];
 const reports = [];
 const visit = (dir, depth) => {
   let entries;

@@ -211,6 +211,7 @@ async function fastifyApp(env: AppEnv): Promise<RunningApp> {
   const app = Fastify({ logger: false });
   await app.register(fastifySessionLocal, { factory: env.models.factory, settings });
   app.setErrorHandler((error, request, reply) => {
+    if (reply.raw.headersSent) return; // as the Express and Koa handlers: too late to answer
     void reply
       .code(errorStatusOf(env, request.headers))
       .header(FROM_ERROR_HANDLER, '1')
@@ -262,10 +263,10 @@ export function parityOf(program: Program): { adapters: AdapterName[]; afterResp
   const laterWork = after.length > 0 || thenThrow || respond.twice;
   if (!laterWork) return { adapters: [...ADAPTERS], afterRespond: false };
   // after-response routes: work after responding races the COMMIT that 'finish' starts, by design
-  const racy = program.finish === 'after-response';
+  if (program.finish === 'after-response') return { adapters: [], afterRespond: false, note: "work after responding on a finish: 'after-response' route races its COMMIT by design" };
   return {
     adapters: ['express', 'fastify'],
-    afterRespond: !racy && !respond.twice,
+    afterRespond: !respond.twice,
     note: 'Koa has no early response (the body is written after the middleware returns): left out',
   };
 }

@@ -261,6 +261,8 @@ export async function runProgram(rec: RunRecord, io: Io, models: Models): Promis
           else trace.writes.splice(trace.writes.indexOf(w), 1);
         });
       case 'commit':
+        // the session already ended (the response ended it): not a unit of its own
+        if (io.db.state === 'closed') return guard(at, () => io.db.commit());
         try {
           await io.db.commit();
           trace.units[unit()] = 'commit-ok';
@@ -274,6 +276,7 @@ export async function runProgram(rec: RunRecord, io: Io, models: Models): Promis
         trace.units.push('open');
         return;
       case 'close':
+        if (io.db.state === 'closed') return guard(at, () => io.db.close());
         try {
           await io.db.close();
           trace.units[unit()] = 'closed';
@@ -300,6 +303,8 @@ export async function runProgram(rec: RunRecord, io: Io, models: Models): Promis
         let fired = false;
         const raw = io.raw;
         const run = background('onFinish', (done) => {
+          // registered after the response finished: Node never calls it (the program's own doing)
+          if (raw.writableFinished || raw.destroyed) return done();
           raw.once('finish', () => {
             fired = true;
             void run(() => insertMark({ background: true })).then(done);
