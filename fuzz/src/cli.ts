@@ -17,7 +17,7 @@ const seed = values.seed === undefined ? (Date.now() ^ (Math.random() * 0x7fffff
 const runs = Number(values.runs);
 const adapters = (values.adapters?.split(',') ?? ADAPTERS) as AdapterName[];
 console.log(`pnpm fuzz --runs ${runs} --seed ${seed}${values.all ? ' --all' : ''} (adapters: ${adapters.join(', ')})`);
-if (!values.all && KNOWN_BROKEN.length > 0) console.log(`known broken, not generated (--all to include): ${KNOWN_BROKEN.map((k) => `${k.feature} (${k.behaviour})`).join(', ')}`);
+if (!values.all && KNOWN_BROKEN.length > 0) console.log(`known broken, not generated (--all to include): ${KNOWN_BROKEN.map((k) => `${k.features.join('+')} (${k.behaviour})`).join(', ')}`);
 const result = await fuzz({ runs, seed, all: values.all, adapters, maxFailures: Number(values['max-failures']), log: (line) => console.log(line) });
 console.log(
   `\n${result.programs} programs × ${adapters.length} adapters (${result.executions} executions incl. shrinking) in ${(result.ms / 1000).toFixed(1)} s: ${result.failures.length} distinct counterexample(s); reproduce with --seed ${seed}`,

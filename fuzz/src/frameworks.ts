@@ -116,6 +116,7 @@ function expressIo(req: Request, res: Response, rec: RunRecord): Io {
   return {
     db: req.db,
     raw: res,
+    sendsAt: () => true,
     json: (status, body) => void res.status(status).json(body),
     hijack: (status, body) => {
       res.writeHead(status, { 'content-type': 'application/json' });
@@ -157,6 +158,7 @@ function koaIo(ctx: Koa.Context, rec: RunRecord): Io {
   return {
     db: ctx.db,
     raw: ctx.res,
+    sendsAt: (style) => style === 'hijack',
     json: (status, body) => {
       ctx.status = status;
       ctx.body = body;
@@ -222,6 +224,7 @@ async function fastifyApp(env: AppEnv): Promise<RunningApp> {
     const io: Io = {
       db: request.db as Session,
       raw: reply.raw,
+      sendsAt: () => true,
       json: (status, body) => void reply.code(status).send(body),
       hijack: (status, body) => {
         reply.hijack();

@@ -34,13 +34,16 @@ export interface StepError {
   message: string;
 }
 
-export type UnitEnd = 'open' | 'commit-ok' | 'commit-failed' | 'closed' | 'close-failed';
+/** How an explicit unit ended; `response`: the response ended the request's session (Express, Fastify; Koa's raw `ctx.res` writes). */
+export type UnitEnd = 'open' | 'commit-ok' | 'commit-failed' | 'closed' | 'close-failed' | 'response';
 
 /** What the handler did and saw, as recorded while it ran. */
 export interface Trace {
   writes: WriteRecord[];
   errors: StepError[];
   units: UnitEnd[];
+  /** The unit the response ended (`finish: 'before-response'` routes whose response is sent at the respond call). */
+  responseUnit: number | undefined;
   doomedSavepoints: number[];
   /** Units that got a write breaking the deferred constraint (outside a rolled-back savepoint). */
   failsAtCommitUnits: number[];
@@ -81,6 +84,8 @@ export interface Io {
   raw: ServerResponse;
   json(status: number, body: unknown): void;
   hijack(status: number, body: unknown): void;
+  /** The respond call itself sends (Express, Fastify; Koa only for raw writes): it ends a `'before-response'` session. */
+  sendsAt(style: 'json' | 'stream' | 'hijack'): boolean;
   /** Stream `chunks()`; resolves when the handler's part is done (Express: all written; Koa/Fastify: the body is set, the producer runs in `background`). */
   stream(status: number, chunks: () => AsyncGenerator<Buffer>): Promise<void>;
 }
@@ -108,7 +113,7 @@ export function classify(error: unknown): string {
 }
 
 export function emptyTrace(): Trace {
-  return { writes: [], errors: [], units: ['open'], doomedSavepoints: [], failsAtCommitUnits: [], responded: false, threw: 'no', aborted: false, hangs: [], currentInTimer: [] };
+  return { writes: [], errors: [], units: ['open'], responseUnit: undefined, doomedSavepoints: [], failsAtCommitUnits: [], responded: false, threw: 'no', aborted: false, hangs: [], currentInTimer: [] };
 }
 
 /** Resolves with `true` when `promise` settled within `ms`, `false` otherwise. */
@@ -351,6 +356,11 @@ export async function runProgram(rec: RunRecord, io: Io, models: Models): Promis
     if (program.ending.kind === 'throw') throw new Boom('boom');
     const { respond: r, after, thenThrow } = program.ending;
     trace.responded = true;
+    if (program.finish === 'before-response' && io.sendsAt(r.style)) {
+      trace.responseUnit = unit();
+      trace.units[unit()] = 'response';
+      trace.units.push('open');
+    }
     try {
       await respond('respond');
     } catch (error) {

@@ -15,8 +15,12 @@ export type Outcome = 'committed' | 'rolled-back' | 'no-writes' | 'partial';
 
 /** The outcome of the request's last transaction (the writes after the last `db.commit()` / `db.close()`). */
 export function lastOutcome(o: Observation): Outcome {
-  const last = o.trace.units.length - 1;
-  return unitOutcome(o, last);
+  return unitOutcome(o, requestUnit(o));
+}
+
+/** The unit the client's answer speaks of: the one the response ended, else the last one. */
+function requestUnit(o: Observation): number {
+  return o.trace.responseUnit ?? o.trace.units.length - 1;
 }
 
 function live(o: Observation, w: WriteRecord): boolean {
@@ -65,14 +69,18 @@ export function checkObservation(o: Observation): Violation[] {
 
   // 2. a 2xx only if the last transaction committed; a committed request never answers 5xx; a throw, a 4xx, an abort roll back
   if (outcome === 'partial') v(2, 'partial commit', 'some live writes of the last transaction are in the database, some are not');
-  for (let unit = 0; unit < trace.units.length - 1; unit++) {
+  const lastUnit = requestUnit(o);
+  for (let unit = 0; unit < trace.units.length; unit++) {
+    if (unit === lastUnit) continue;
     const got = unitOutcome(o, unit);
     const end = trace.units[unit];
+    if (trace.responseUnit !== undefined && unit > trace.responseUnit && got !== 'no-writes' && got !== 'rolled-back') {
+      v(4, 'statement after the session ended was saved', `a write after the response (unit ${unit}, ${end}) is in the database`);
+    }
     if (got === 'partial') v(2, 'partial commit of an explicit unit', `unit ${unit} (${end})`);
     if (end === 'commit-ok' && got === 'rolled-back') v(2, 'db.commit() resolved but nothing saved', `unit ${unit}`);
     if ((end === 'commit-failed' || end === 'closed') && got === 'committed') v(2, `${end === 'closed' ? 'db.close()' : 'failed db.commit()'} but saved`, `unit ${unit}`);
   }
-  const lastUnit = trace.units.length - 1;
   if (trace.failsAtCommitUnits.includes(lastUnit) && outcome === 'committed') v(2, 'deferred-constraint violation committed', 'the last unit broke a deferred constraint yet its rows are saved');
   const threwFirst = trace.threw === 'before-respond';
   if (beforeResponse && response && status! >= 200 && status! < 300 && !fromErrorHandler && (outcome === 'rolled-back' || (outcome === 'no-writes' && trace.failsAtCommitUnits.includes(lastUnit)))) {
@@ -109,9 +117,14 @@ export function checkObservation(o: Observation): Violation[] {
 }
 
 /** The outcome class compared across adapters: the last transaction's outcome and the errors the handler got. */
-export function outcomeClass(o: Observation, afterRespond: boolean): string {
+export function outcomeClass(o: Observation, afterRespond: boolean, errorsOnly = false): string {
   const errors = o.trace.errors.filter((e) => (afterRespond || !e.at.startsWith('after')) && !e.at.startsWith('respond')).map((e) => `${e.at}: ${e.cls}`);
-  return JSON.stringify({ outcome: lastOutcome(o), errors });
+  return JSON.stringify(errorsOnly ? { errors } : { outcome: lastOutcome(o), errors });
+}
+
+/** Whether any write of the request that was not asked to autocommit is in the database. */
+function savedAnything(o: Observation): boolean {
+  return o.trace.writes.some((w) => live(o, w) && present(o, w));
 }
 
 /** Invariant 5: the adapters that can express the program give the same outcome class. */
@@ -119,9 +132,11 @@ export function checkParity(observations: Observation[]): Violation[] {
   if (observations.length < 2) return [];
   const { adapters, afterRespond } = parityOf(observations[0]!.program);
   const compared = observations.filter((o) => adapters.includes(o.adapter));
-  // when the client leaves, which statement the abort interrupts is timing: compare the outcome only
+  // when the client leaves, which statement the abort interrupts is timing: compare whether anything was saved
   const aborted = compared.some((o) => o.trace.aborted);
-  const classes = new Map(compared.map((o) => [o.adapter, aborted ? JSON.stringify({ outcome: lastOutcome(o) }) : outcomeClass(o, afterRespond)]));
+  // which of two raced findOrCreate requests creates the row is timing: compare the errors only
+  const raced = JSON.stringify(observations[0]!.program).includes('"raced":true');
+  const classes = new Map(compared.map((o) => [o.adapter, aborted ? JSON.stringify({ saved: savedAnything(o) }) : outcomeClass(o, afterRespond, raced)]));
   if (new Set(classes.values()).size <= 1) return [];
   const detail = [...classes].map(([adapter, c]) => `${adapter}: ${c}`).join('\n');
   const outcomes = [...new Set(compared.map((o) => `${o.adapter}=${lastOutcome(o)}`))].join(' ');
