@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { ADAPTERS, type AdapterName } from './frameworks.js';
-import { fuzz } from './fuzz.js';
+import { fuzz, replay } from './fuzz.js';
+import { programToCode, type Program } from './program.js';
 import { KNOWN_BROKEN } from './known-broken.js';
 
 const { values } = parseArgs({
@@ -11,8 +12,20 @@ const { values } = parseArgs({
     adapters: { type: 'string' },
     'max-failures': { type: 'string', default: '50' },
     json: { type: 'string' },
+    program: { type: 'string' },
   },
 });
+if (values.program) {
+  const program = JSON.parse(values.program) as Program;
+  console.log(programToCode(program));
+  const { observations, violations } = await replay(program, (values.adapters?.split(',') ?? ADAPTERS) as AdapterName[]);
+  for (const o of observations) {
+    const client = o.client.kind === 'response' ? `${o.client.status}${o.client.complete ? '' : ' (truncated)'} ${o.client.body.slice(0, 100)}` : o.client.kind;
+    console.log(`\n[${o.adapter}] client: ${client}\n  errors: ${o.trace.errors.map((e) => `${e.at}: ${e.cls}`).join('; ') || 'none'}\n  units: ${o.trace.units.join(', ')}; rows: ${o.rows.map((r) => `#${r.seq}@${r.sess}`).join(' ') || 'none'}`);
+  }
+  for (const x of violations) console.log(`  ✗ invariant ${x.invariant} [${x.adapter}] ${x.rule}: ${x.detail}`);
+  process.exit(violations.length === 0 ? 0 : 1);
+}
 const seed = values.seed === undefined ? (Date.now() ^ (Math.random() * 0x7fffffff)) | 0 : Number(values.seed);
 const runs = Number(values.runs);
 const adapters = (values.adapters?.split(',') ?? ADAPTERS) as AdapterName[];
