@@ -219,6 +219,9 @@ export async function runProgram(rec: RunRecord, io: Io, models: Models): Promis
     }
   };
 
+  /** After responding on a `finish: 'after-response'` route, the session ends when the response finishes: by design a race. */
+  const racesFinish = () => trace.responded && program.finish === 'after-response';
+
   const step = async (s: Step, at: string): Promise<void> => {
     switch (s.kind) {
       case 'query':
@@ -266,8 +269,8 @@ export async function runProgram(rec: RunRecord, io: Io, models: Models): Promis
           else trace.writes.splice(trace.writes.indexOf(w), 1);
         });
       case 'commit':
-        // the session already ended (the response ended it): not a unit of its own
-        if (io.db.state === 'closed') return guard(at, () => io.db.commit());
+        // the session already ended (the response ended it), or races the COMMIT that 'finish' starts: not a unit of its own
+        if (io.db.state === 'closed' || racesFinish()) return guard(at, () => io.db.commit());
         try {
           await io.db.commit();
           trace.units[unit()] = 'commit-ok';
@@ -281,7 +284,7 @@ export async function runProgram(rec: RunRecord, io: Io, models: Models): Promis
         trace.units.push('open');
         return;
       case 'close':
-        if (io.db.state === 'closed') return guard(at, () => io.db.close());
+        if (io.db.state === 'closed' || racesFinish()) return guard(at, () => io.db.close());
         try {
           await io.db.close();
           trace.units[unit()] = 'closed';

@@ -50,7 +50,7 @@ export function checkObservation(o: Observation): Violation[] {
   for (const u of o.uncaught) v(1, 'process: uncaught error', u.split('\n')[0]!);
   if (!o.settled) v(1, 'handler never settled', 'the handler did not settle within 5 s of the response');
   if (!o.backgroundSettled) v(1, 'background work never settled', 'a timer / listener / stream producer did not settle within 3 s');
-  for (const hang of trace.hangs) if (!trace.aborted) v(1, `hang: ${hang.replace(/\(.*?\)/g, '').trim()}`, hang);
+  for (const hang of trace.hangs) if (!trace.aborted) v(1, `hang: ${hang.split(' (')[0]}`, hang);
   if (!trace.aborted) {
     if (client.kind !== 'response') v(1, 'no well-formed response', `client: ${client.kind === 'error' ? client.message : client.kind}`);
     else if (!client.complete) v(1, 'truncated response', `status ${client.status}, ${client.body.length} body bytes, then the connection closed`);
