@@ -141,6 +141,8 @@ async function expressApp(env: AppEnv): Promise<RunningApp> {
   app.post('/run', handler);
   app.post('/run-after', expressSessionLocal.route({ finish: 'after-response' }), handler);
   app.post('/twin', async (req, res) => void res.json(await twin(env, req.headers)));
+  // Behaviour 13: when the Express adapter ships its one-line error middleware (to be mounted
+  // before the app's error handlers), mount it here; until then Express hides the error from the adapter.
   app.use((error: unknown, req: Request, res: Response, next: NextFunction) => {
     if (res.headersSent) return next(error); // Express's default: it closes the connection
     res

@@ -46,7 +46,10 @@ export async function runEverywhere(harnesses: AdapterHarness[], program: Progra
   // an uncaught error fired while the adapters ran side by side: find out which one by running them one at a time
   if (violations.some((x) => x.rule === 'process: uncaught error') && harnesses.length > 1) {
     const alone: Violation[] = [];
-    for (const h of harnesses) alone.push(...checkObservation(await h.run(program)).filter((x) => x.rule === 'process: uncaught error'));
+    for (const h of harnesses) {
+      await new Promise((resolve) => setTimeout(resolve, 300)); // let what the side-by-side run left behind settle first
+      alone.push(...checkObservation(await h.run(program)).filter((x) => x.rule === 'process: uncaught error'));
+    }
     const rest = violations.filter((x) => x.rule !== 'process: uncaught error');
     return { observations, violations: [...rest, ...(alone.length > 0 ? alone : violations.filter((x) => x.rule === 'process: uncaught error'))] };
   }

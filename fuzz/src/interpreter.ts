@@ -220,7 +220,8 @@ export async function runProgram(rec: RunRecord, io: Io, models: Models): Promis
   };
 
   /** After responding on a `finish: 'after-response'` route, the session ends when the response finishes: by design a race. */
-  const racesFinish = () => trace.responded && program.finish === 'after-response';
+  const racesFinish = () => sent && program.finish === 'after-response';
+  let sent = false;
 
   const step = async (s: Step, at: string): Promise<void> => {
     switch (s.kind) {
@@ -359,7 +360,8 @@ export async function runProgram(rec: RunRecord, io: Io, models: Models): Promis
     if (program.ending.kind === 'throw') throw new Boom('boom');
     const { respond: r, after, thenThrow } = program.ending;
     trace.responded = true;
-    if (program.finish === 'before-response' && io.sendsAt(r.style)) {
+    sent = io.sendsAt(r.style);
+    if (program.finish === 'before-response' && sent) {
       trace.responseUnit = unit();
       trace.units[unit()] = 'response';
       trace.units.push('open');
