@@ -3,7 +3,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
-const roots = ['packages', 'apps', 'bench', 'chaos', 'docs', 'tests'];
+const roots = ['packages', 'apps', 'bench', 'chaos', 'fuzz', 'docs', 'tests'];
 const reports = [];
 const visit = (dir, depth) => {
   let entries;
