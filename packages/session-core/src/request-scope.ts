@@ -181,7 +181,7 @@ export class RequestScope {
       if (error !== undefined) return { committed: false, error };
       // the handler closed the session itself (an explicit rollback): its response stands, nothing to commit
       if (session.state === 'closed' || this.aborted || !this.commitWhen(outcome.status)) return { committed: false };
-      await session.commit();
+      await session.commitSealed();
       return { committed: true };
     } catch (error) {
       // COMMIT (or commitWhen) failed: the client must not get the handler's 2xx

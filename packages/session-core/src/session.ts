@@ -221,6 +221,13 @@ export class Session {
 
   /** Commit the open transaction (no-op if none), run `afterCommit` hooks, release the connection. */
   async commit(): Promise<void> {
+    // once its owner is ending it (the request's outcome is decided), the session is not the handler's to commit
+    if (this.sealed || this.closing) throw new SessionClosedError(this.id, this.life.kind !== 'closed');
+    await this.settle(() => this.commitNow());
+  }
+
+  /** @internal The owner (a request scope) commits the session it sealed. */
+  async commitSealed(): Promise<void> {
     this.assertOpen();
     await this.settle(() => this.commitNow());
   }
