@@ -132,7 +132,8 @@ function expressIo(req: Request, res: Response, rec: RunRecord): Io {
 async function expressApp(env: AppEnv): Promise<RunningApp> {
   const app = express();
   app.set('env', 'test'); // Express's final handler logs every error otherwise
-  app.use(expressSessionLocal({ factory: env.models.factory, settings }));
+  // a failed COMMIT is part of the programs: Express's default report (stderr) would only be noise here
+  app.use(expressSessionLocal({ factory: env.models.factory, settings, onCommitError: () => undefined }));
   app.use(express.json());
   const handler = async (req: Request, res: Response) => {
     const rec = recordOf(env, req.headers);
@@ -141,8 +142,9 @@ async function expressApp(env: AppEnv): Promise<RunningApp> {
   app.post('/run', handler);
   app.post('/run-after', expressSessionLocal.route({ finish: 'after-response' }), handler);
   app.post('/twin', async (req, res) => void res.json(await twin(env, req.headers)));
-  // Behaviour 13: when the Express adapter ships its one-line error middleware (to be mounted
-  // before the app's error handlers), mount it here; until then Express hides the error from the adapter.
+  // Behaviour 13: the adapter's error middleware, before the app's error handlers (Express hides a
+  // handler's error from the adapter otherwise)
+  app.use(expressSessionLocal.errors());
   app.use((error: unknown, req: Request, res: Response, next: NextFunction) => {
     if (res.headersSent) return next(error); // Express's default: it closes the connection
     res

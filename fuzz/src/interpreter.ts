@@ -53,6 +53,8 @@ export interface Trace {
   hangs: string[];
   /** `SessionLocal.currentOrUndefined()` in a timer after the request ended. */
   currentInTimer: boolean[];
+  /** A db.commit()/db.close() after responding on an 'after-response' route raced the COMMIT that 'finish' starts: either outcome is right. */
+  racedFinish: boolean;
 }
 
 /** The per-request record shared by the harness and the handler (looked up by the `x-fuzz-rid` header). */
@@ -113,7 +115,7 @@ export function classify(error: unknown): string {
 }
 
 export function emptyTrace(): Trace {
-  return { writes: [], errors: [], units: ['open'], responseUnit: undefined, doomedSavepoints: [], failsAtCommitUnits: [], responded: false, threw: 'no', aborted: false, hangs: [], currentInTimer: [] };
+  return { writes: [], errors: [], units: ['open'], responseUnit: undefined, doomedSavepoints: [], failsAtCommitUnits: [], responded: false, threw: 'no', aborted: false, hangs: [], currentInTimer: [], racedFinish: false };
 }
 
 /** Resolves with `true` when `promise` settled within `ms`, `false` otherwise. */
@@ -271,6 +273,7 @@ export async function runProgram(rec: RunRecord, io: Io, models: Models): Promis
         });
       case 'commit':
         // the session already ended (the response ended it), or races the COMMIT that 'finish' starts: not a unit of its own
+        if (racesFinish()) trace.racedFinish = true;
         if (io.db.state === 'closed' || racesFinish()) return guard(at, () => io.db.commit());
         try {
           await io.db.commit();
@@ -285,6 +288,7 @@ export async function runProgram(rec: RunRecord, io: Io, models: Models): Promis
         trace.units.push('open');
         return;
       case 'close':
+        if (racesFinish()) trace.racedFinish = true;
         if (io.db.state === 'closed' || racesFinish()) return guard(at, () => io.db.close());
         try {
           await io.db.close();

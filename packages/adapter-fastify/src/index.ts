@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyPluginCallback, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import type { Session } from '@sessionlocal/session-core';
+import { ConfigError, type Session } from '@sessionlocal/session-core';
 import {
   checkRequestSessionOptions,
   openRequestScope,
@@ -13,7 +13,6 @@ import {
   type RequestSessionOptions,
   type RouteSessionOptions,
 } from '@sessionlocal/session-core/adapter';
-import { ConfigError } from '@sessionlocal/session-core';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -41,11 +40,10 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
   }
   fastify.decorateRequest(name, null);
   const scopes = new WeakMap<FastifyRequest, RequestScope>();
-  /** Requests whose response is already decided (first onSend): a late error must not answer again. */
-  const sending = new WeakSet<FastifyRequest>();
+  /** Requests whose response is already decided (first onSend), with its status: a late error must not answer again. */
+  const sending = new WeakMap<FastifyRequest, number>();
   const hold = responseHolder();
   const report = (request: FastifyRequest) => (error: unknown) => request.log.error({ err: error }, 'sessionlocal: COMMIT failed');
-  // route options: checked when the route is added, merged once at its first request
   const routes = routeOptionsResolver(options);
   fastify.addHook('onRoute', (route) => routes.check((route.config as { sessionLocal?: FastifySessionLocalRouteOptions } | undefined)?.sessionLocal));
 
@@ -61,8 +59,7 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
     scope.run(next);
   });
 
-  // The content-type parser continues from the request stream's events: re-enter after it
-  // (a request without a body was never parsed, so it never left the scope).
+  // The content-type parser continues from the request stream's events: re-enter after it (a request without a body never left the scope).
   fastify.addHook('preValidation', (request, _reply, next) => {
     const parsed = request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined;
     const scope = parsed ? scopes.get(request) : undefined;
@@ -79,10 +76,12 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
   // Commit before the status line; on a failed COMMIT send the error response instead.
   fastify.addHook('onSend', (request, reply, payload, next) => {
     const scope = scopes.get(request);
-    // the handler threw after it answered: its error was reported; the first answer stands
-    if (sending.has(request)) return void reply.hijack();
-    if (!scope || scope.finish === 'after-response' || scope.endIfUntouched()) return next(null, payload);
-    sending.add(request);
+    // the handler threw after it answered: its error was reported; the first answer (and its status) stands
+    const first = sending.get(request);
+    if (first !== undefined) return void reply.code(first).hijack();
+    if (!scope) return next(null, payload);
+    sending.set(request, reply.statusCode);
+    if (scope.finish === 'after-response' || scope.endIfUntouched()) return next(null, payload);
     // the answer as the handler gave it (a late error's handler may change the reply meanwhile)
     const status = reply.statusCode;
     const headers = reply.getHeaders();
@@ -96,6 +95,7 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
       const stream = payload as { destroy?: () => void } | null;
       if (typeof stream?.destroy === 'function') stream.destroy();
       const rendered = renderHttpError(response);
+      sending.set(request, rendered.status);
       for (const header of Object.keys(reply.getHeaders())) reply.removeHeader(header);
       reply.code(rendered.status).headers(rendered.headers);
       next(null, rendered.body);

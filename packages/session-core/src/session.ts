@@ -142,6 +142,11 @@ export class Session {
     return this.controller?.signal.aborted === true;
   }
 
+  /** @internal Its owner is ending it, or it is closing or closed: it is nobody's current session any more. */
+  get ended(): boolean {
+    return this.sealed || this.closing !== undefined || this.life.kind === 'closed';
+  }
+
   /** @internal True when the session holds nothing: no connection, none coming, no hooks waiting. */
   isUntouched(): boolean {
     if (this.life.kind !== 'idle' || this.commitHooks || this.rollbackHooks) return false;

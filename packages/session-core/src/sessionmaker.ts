@@ -108,10 +108,10 @@ export function createFactory(engine: Engine, defaults: ResolvedSessionOptions, 
     return new Session(engine, factory, resolved, transport);
   }) as SessionFactory & { emitEvent(event: string, payload: object): void };
 
-  // a closed session is not current: a timer a request left behind finds none (its statements throw SessionClosedError)
+  // an ended (or ending) session is not current: a timer a request left behind finds none (its statements throw SessionClosedError)
   const current = (): Session | undefined => {
     const session = engine.scope.getStore()?.session;
-    return session && session.state !== 'closed' ? session : undefined;
+    return session && !session.ended ? session : undefined;
   };
 
   Object.defineProperties(factory, {
