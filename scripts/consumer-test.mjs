@@ -59,7 +59,12 @@ try {
     for (const name of third) dependencies[name] = pinned.get(name) ?? workspaceVersion(name);
     for (const [name, version] of pinned) dependencies[name] ??= version;
     writeFileSync(join(project, 'package.json'), `${JSON.stringify({ name: 'sessionlocal-consumer', private: true, type: 'module', dependencies }, null, 2)}\n`);
-    console.log(`  ${Object.entries(dependencies).filter(([name]) => !name.startsWith('@sessionlocal/')).map(([n, v]) => `${n}@${v}`).join(' ')}`);
+    console.log(
+      `  ${Object.entries(dependencies)
+        .filter(([name]) => !name.startsWith('@sessionlocal/'))
+        .map(([n, v]) => `${n}@${v}`)
+        .join(' ')}`,
+    );
     run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--no-update-notifier']);
     for (const [name, version] of pinned) {
       const got = JSON.parse(readFileSync(join(project, 'node_modules', name, 'package.json'), 'utf8')).version;
@@ -68,7 +73,11 @@ try {
     if (pinned.size > 0) console.log(`  pinned and checked: ${[...pinned].map(([n, v]) => `${n}@${v}`).join(' ')}`);
   });
 
-  const entries = installed.flatMap((pkg) => Object.keys(pkg.manifest.exports ?? { '.': null }).filter((key) => !key.endsWith('package.json')).map((key) => (key === '.' ? pkg.name : `${pkg.name}/${key.slice(2)}`)));
+  const entries = installed.flatMap((pkg) =>
+    Object.keys(pkg.manifest.exports ?? { '.': null })
+      .filter((key) => !key.endsWith('package.json'))
+      .map((key) => (key === '.' ? pkg.name : `${pkg.name}/${key.slice(2)}`)),
+  );
   writeFileSync(join(project, 'entries.json'), JSON.stringify({ entries: entries.filter((e) => !RUNNER_ONLY.has(e)), resolveOnly: entries.filter((e) => RUNNER_ONLY.has(e)) }));
   const files = ['load.mjs', 'load.cjs', 'check-dts.mjs', 'tsconfig.json', 'types-core.ts', 'require-core.cts', 'smoke.mjs', ...frameworks.flatMap((f) => [`types-${f}.ts`, `smoke-${f}.mjs`])];
   for (const file of files) copyFileSync(join(fixtures, file), join(project, file));
@@ -112,7 +121,13 @@ function step(title, fn) {
 }
 
 function run(command, args) {
-  const result = spawnSync(command, args, { cwd: project, stdio: 'inherit', timeout: 300_000, killSignal: 'SIGKILL', env: { ...process.env, NO_UPDATE_NOTIFIER: '1', npm_config_update_notifier: 'false' } });
+  const result = spawnSync(command, args, {
+    cwd: project,
+    stdio: 'inherit',
+    timeout: 300_000,
+    killSignal: 'SIGKILL',
+    env: { ...process.env, NO_UPDATE_NOTIFIER: '1', npm_config_update_notifier: 'false' },
+  });
   if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} exited with ${result.status ?? result.signal}`);
 }
 

@@ -12,7 +12,11 @@ import { renderMarkdown, renderSvg } from './report.js';
 import { checkTargets, summarise } from './summary.js';
 
 const BENCH_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
+const list = (s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
 const numbers = (s) => list(s).map(Number);
 
 const { values } = parseArgs({

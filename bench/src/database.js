@@ -41,10 +41,7 @@ export async function openBenchDatabase({ log = () => {}, onClose = () => {} } =
   try {
     await query(admin.toString(), `CREATE DATABASE "${name}"`);
     await migrate(url.toString());
-    await query(
-      url.toString(),
-      `INSERT INTO items (name, price_cents, stock) SELECT 'item ' || g, 100 + g % 900, ${STOCK} FROM generate_series(1, ${ITEM_COUNT}) AS g`,
-    );
+    await query(url.toString(), `INSERT INTO items (name, price_cents, stock) SELECT 'item ' || g, 100 + g % 900, ${STOCK} FROM generate_series(1, ${ITEM_COUNT}) AS g`);
   } catch (error) {
     await close();
     throw error;

@@ -263,7 +263,9 @@ export async function runBench(plan, { log = () => {}, databaseUrl, cpuProfDir }
       for (const framework of plan.memory.frameworks.filter((f) => plan.frameworks.includes(f))) {
         const result = await runMemory(framework, db.url, plan.memory);
         memory.push(result);
-        log(`  memory ${framework} × sessionlocal: ${result.checkpoints.map((c) => `${c.requests} req → RSS ${mib(c.rssBytes)} MiB`).join(', ')} (${result.growthPct >= 0 ? '+' : ''}${result.growthPct}%)`);
+        log(
+          `  memory ${framework} × sessionlocal: ${result.checkpoints.map((c) => `${c.requests} req → RSS ${mib(c.rssBytes)} MiB`).join(', ')} (${result.growthPct >= 0 ? '+' : ''}${result.growthPct}%)`,
+        );
       }
     }
   } finally {

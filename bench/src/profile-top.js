@@ -28,7 +28,12 @@ for (const [key, count] of rows) console.log(`${((count / total) * 100).toFixed(
 const byFile = new Map();
 for (const [id, count] of selfSamples) {
   const { url } = byId.get(id).callFrame;
-  const file = url ? url.replace(/^file:\/\//, '').replace(/.*node_modules\/\.pnpm\/[^/]+\/node_modules\//, '').replace(/^\/work\/main\//, '') : byId.get(id).callFrame.functionName || '(native)';
+  const file = url
+    ? url
+        .replace(/^file:\/\//, '')
+        .replace(/.*node_modules\/\.pnpm\/[^/]+\/node_modules\//, '')
+        .replace(/^\/work\/main\//, '')
+    : byId.get(id).callFrame.functionName || '(native)';
   byFile.set(file, (byFile.get(file) ?? 0) + count);
 }
 console.log('\nby file:');

@@ -83,14 +83,32 @@ export function checkTargets(summary, memory) {
   if (high >= 256) {
     for (const row of sl.filter((r) => r.connections === high && r.route !== '/ping')) {
       const bad = row.errors + row.non2xxOther503;
-      targets.push({ id: 'no-errors-high', label: `no errors but 503s at ${high} connections`, framework: row.framework, route: row.route, connections: high, value: bad, threshold: 0, holds: bad === 0 });
+      targets.push({
+        id: 'no-errors-high',
+        label: `no errors but 503s at ${high} connections`,
+        framework: row.framework,
+        route: row.route,
+        connections: high,
+        value: bad,
+        threshold: 0,
+        holds: bad === 0,
+      });
     }
   }
   for (const m of memory ?? []) {
     const first = m.checkpoints[0];
     const last = m.checkpoints[m.checkpoints.length - 1];
     const value = ratio(last.rssBytes, first.rssBytes);
-    targets.push({ id: 'rss', label: `RSS after ${last.requests} req ≤ 1.1× after ${first.requests} req`, framework: m.framework, route: 'mixed', connections: m.connections, value, threshold: 1.1, holds: value <= 1.1 });
+    targets.push({
+      id: 'rss',
+      label: `RSS after ${last.requests} req ≤ 1.1× after ${first.requests} req`,
+      framework: m.framework,
+      route: 'mixed',
+      connections: m.connections,
+      value,
+      threshold: 1.1,
+      holds: value <= 1.1,
+    });
   }
   return targets;
 }

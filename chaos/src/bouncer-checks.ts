@@ -137,7 +137,7 @@ export async function runBouncerChecks(ctx: { cluster: Cluster; admin: pg.Pool; 
       facts.statementTimeoutSetting = { result: cut, laterSessionsWithNonDefaultTimeout: leaks };
       verdicts.push({
         app: 'pgbouncer',
-        name: "statement_timeout via settings enforced, never leaks",
+        name: 'statement_timeout via settings enforced, never leaks',
         pass: !cut.ok && cut.error.code === '57014' && leaks.length === 0,
         detail: `${cut.ok ? `pg_sleep(1) NOT cut (${cut.ms} ms)` : `pg_sleep(1) cut after ${cut.ms} ms with ${cut.error.code}`}; ${leaks.length}/12 later sessions saw a non-default statement_timeout`,
       });
@@ -158,7 +158,8 @@ export async function runBouncerChecks(ctx: { cluster: Cluster; admin: pg.Pool; 
     const ignored = await startupProbe(lenient.port);
     facts.statementTimeoutMsIgnoreStartupParameters = ignored;
     await lenient.stop();
-    const loud = (r: typeof plain) => (!r.ok && r.error.code === '57014' ? 'enforced (57014)' : !r.ok ? `refused: ${r.error.code ?? ''} ${r.error.message}` : `NOT enforced: pg_sleep(1) ran ${r.ms} ms`);
+    const loud = (r: typeof plain) =>
+      !r.ok && r.error.code === '57014' ? 'enforced (57014)' : !r.ok ? `refused: ${r.error.code ?? ''} ${r.error.message}` : `NOT enforced: pg_sleep(1) ran ${r.ms} ms`;
     verdicts.push({
       app: 'pgbouncer',
       name: 'statementTimeoutMs never silently dropped (default config)',
@@ -180,7 +181,12 @@ export async function runBouncerChecks(ctx: { cluster: Cluster; admin: pg.Pool; 
       );
       const after = await timed(() => SessionLocal.begin(async () => e.sequelize.query('SELECT 1 AS ok', { type: 'SELECT' as never })));
       facts.idleInTransactionSetting = { idle, nextSession: after };
-      verdicts.push({ app: 'pgbouncer', name: 'idle_in_transaction timeout via settings cuts, pool recovers', pass: !idle.ok && after.ok, detail: `idle transaction: ${idle.ok ? 'NOT cut' : `cut (${idle.error.code ?? ''} ${idle.error.message.slice(0, 80)})`}; next session ${after.ok ? 'ok' : 'failed'}` });
+      verdicts.push({
+        app: 'pgbouncer',
+        name: 'idle_in_transaction timeout via settings cuts, pool recovers',
+        pass: !idle.ok && after.ok,
+        detail: `idle transaction: ${idle.ok ? 'NOT cut' : `cut (${idle.error.code ?? ''} ${idle.error.message.slice(0, 80)})`}; next session ${after.ok ? 'ok' : 'failed'}`,
+      });
     }
   } finally {
     await Promise.all(engines.map((e) => e.dispose({ timeoutMs: 2_000 }).catch(() => {})));

@@ -77,11 +77,23 @@ export async function checkApp(
     const sold = (byItem.get(id) ?? []).reduce((n, o) => n + o.quantity, 0);
     if (initial === undefined || stock === undefined || initial - stock !== sold) ledgerBad.push({ item: id, initial, stock, sold });
   }
-  verdicts.push({ app, name: 'ledger: initial - stock = sum(order quantities)', pass: ledgerBad.length === 0, detail: `${itemIds.length} items, ${orders.length} orders, ${ledgerBad.length} mismatched`, examples: ledgerBad.slice(0, 5) });
+  verdicts.push({
+    app,
+    name: 'ledger: initial - stock = sum(order quantities)',
+    pass: ledgerBad.length === 0,
+    detail: `${itemIds.length} items, ${orders.length} orders, ${ledgerBad.length} mismatched`,
+    examples: ledgerBad.slice(0, 5),
+  });
 
   // one payment per order (matching its total), every order paid
   const paymentBad = orders.filter((o) => o.payments !== 1 || o.matching !== 1 || o.status !== 'paid');
-  verdicts.push({ app, name: 'every order has exactly one payment', pass: paymentBad.length === 0, detail: `${orders.length} orders, ${paymentBad.length} without exactly one matching payment (or not paid)`, examples: paymentBad.slice(0, 5) });
+  verdicts.push({
+    app,
+    name: 'every order has exactly one payment',
+    pass: paymentBad.length === 0,
+    detail: `${orders.length} orders, ${paymentBad.length} without exactly one matching payment (or not paid)`,
+    examples: paymentBad.slice(0, 5),
+  });
 
   // per-purchase attribution
   const outcomes: PurchaseOutcomes = { created: 0, refused: 0, abortedCommitted: 0, abortedNothing: 0, abortedAfterResponse: 0, outcomeUnknownCommitted: 0, outcomeUnknownNothing: 0 };
@@ -90,7 +102,16 @@ export async function checkApp(
   const leftRows: unknown[] = [];
   const partial: unknown[] = [];
   const faultCreated: unknown[] = [];
-  const describe = (p: Purchase, extra: object = {}) => ({ item: p.itemId, quantity: p.quantity, failAt: p.failAt, abort: p.abort, status: p.result.status, complete: p.result.complete, failure: p.result.failure, ...extra });
+  const describe = (p: Purchase, extra: object = {}) => ({
+    item: p.itemId,
+    quantity: p.quantity,
+    failAt: p.failAt,
+    abort: p.abort,
+    status: p.result.status,
+    complete: p.result.complete,
+    failure: p.result.failure,
+    ...extra,
+  });
   for (const p of load.purchases) {
     if (p.failAt && p.result.status === 201) faultCreated.push(describe(p));
     if (p.kind !== 'marker') continue;
@@ -117,16 +138,40 @@ export async function checkApp(
     else if (nothing) outcomes.abortedNothing++;
     else partial.push(describe(p, { rows, stock, initial }));
   }
-  verdicts.push({ app, name: 'every 201 has its order row', pass: missing.length === 0, detail: `${load.purchases.filter((p) => p.result.status === 201).length} purchases answered 201, ${missing.length} without their row`, examples: missing.slice(0, 5) });
-  verdicts.push({ app, name: '4xx/5xx purchases left no row', pass: leftRows.length === 0, detail: `${load.purchases.filter((p) => p.kind === 'marker' && p.result.status !== undefined && p.result.status !== 201 && !outcomeUnknown(p)).length} marker purchases answered 4xx/5xx, ${leftRows.length} left rows`, examples: leftRows.slice(0, 5) });
+  verdicts.push({
+    app,
+    name: 'every 201 has its order row',
+    pass: missing.length === 0,
+    detail: `${load.purchases.filter((p) => p.result.status === 201).length} purchases answered 201, ${missing.length} without their row`,
+    examples: missing.slice(0, 5),
+  });
+  verdicts.push({
+    app,
+    name: '4xx/5xx purchases left no row',
+    pass: leftRows.length === 0,
+    detail: `${load.purchases.filter((p) => p.kind === 'marker' && p.result.status !== undefined && p.result.status !== 201 && !outcomeUnknown(p)).length} marker purchases answered 4xx/5xx, ${leftRows.length} left rows`,
+    examples: leftRows.slice(0, 5),
+  });
   verdicts.push({
     app,
     name: 'commit outcome unknown: all or nothing',
     pass: partial.length === 0,
     detail: `${outcomes.outcomeUnknownCommitted + outcomes.outcomeUnknownNothing} answered 500 commit_outcome_unknown: ${outcomes.outcomeUnknownCommitted} committed whole, ${outcomes.outcomeUnknownNothing} left nothing`,
   });
-  verdicts.push({ app, name: 'x-fail-at never answered 201', pass: faultCreated.length === 0, detail: `${load.purchases.filter((p) => p.failAt).length} purchases with x-fail-at, ${faultCreated.length} got 201`, examples: faultCreated.slice(0, 5) });
-  verdicts.push({ app, name: 'aborted purchases: all or nothing', pass: partial.length === 0, detail: `${outcomes.abortedCommitted} committed whole, ${outcomes.abortedNothing} left nothing, ${partial.length} partial`, examples: partial.slice(0, 5) });
+  verdicts.push({
+    app,
+    name: 'x-fail-at never answered 201',
+    pass: faultCreated.length === 0,
+    detail: `${load.purchases.filter((p) => p.failAt).length} purchases with x-fail-at, ${faultCreated.length} got 201`,
+    examples: faultCreated.slice(0, 5),
+  });
+  verdicts.push({
+    app,
+    name: 'aborted purchases: all or nothing',
+    pass: partial.length === 0,
+    detail: `${outcomes.abortedCommitted} committed whole, ${outcomes.abortedNothing} left nothing, ${partial.length} partial`,
+    examples: partial.slice(0, 5),
+  });
 
   // hot items: the set of their orders is exactly the set of ids answered 201 (hot purchases are never aborted on purpose)
   const hot = new Set(load.hotItems);

@@ -59,7 +59,14 @@ export class AppLoad {
     this.count(this.statuses, label(result));
     const error = (result.body as { error?: unknown } | undefined)?.error;
     if (result.status !== undefined && result.status >= 500) this.count(this.errors, `${result.status} ${typeof error === 'string' ? error : '?'}`);
-    this.log.push({ route, startedAt: result.startedAt, ms: result.ms, status: result.status, error: typeof error === 'string' ? error : undefined, expected: expected || result.failure === 'aborted' });
+    this.log.push({
+      route,
+      startedAt: result.startedAt,
+      ms: result.ms,
+      status: result.status,
+      error: typeof error === 'string' ? error : undefined,
+      expected: expected || result.failure === 'aborted',
+    });
     return result;
   }
 
@@ -134,7 +141,10 @@ export async function read(load: AppLoad): Promise<void> {
   else if (r < 0.75 && load.orderIds.length > 0) path = `/orders/${pick(load.orderIds)}`;
   else if (r < 0.85) path = '/receipts';
   else if (r < 0.92) path = '/ping';
-  load.record(path.startsWith('/items/') ? 'GET /items/:id' : path.startsWith('/orders/') ? 'GET /orders/:id' : `GET ${path}`, await send({ port: load.shop.port, path, agent: load.agent, timeoutMs: 30_000 }));
+  load.record(
+    path.startsWith('/items/') ? 'GET /items/:id' : path.startsWith('/orders/') ? 'GET /orders/:id' : `GET ${path}`,
+    await send({ port: load.shop.port, path, agent: load.agent, timeoutMs: 30_000 }),
+  );
 }
 
 /** `GET /sleep` holding a connection; sometimes the client leaves mid-sleep. */
@@ -145,7 +155,11 @@ export async function sleeper(load: AppLoad, aborts: boolean): Promise<void> {
     abortAfterMs = between(1, ms);
     load.count(load.faults, 'disconnect:sleep');
   }
-  load.record('GET /sleep', await send({ port: load.shop.port, path: `/sleep?ms=${ms}`, abortAfterMs, timeoutMs: 30_000, agent: abortAfterMs === undefined ? load.agent : undefined }), abortAfterMs !== undefined);
+  load.record(
+    'GET /sleep',
+    await send({ port: load.shop.port, path: `/sleep?ms=${ms}`, abortAfterMs, timeoutMs: 30_000, agent: abortAfterMs === undefined ? load.agent : undefined }),
+    abortAfterMs !== undefined,
+  );
 }
 
 /** A worker: a bounded loop of mixed requests until `stop()` says so. */

@@ -121,7 +121,9 @@ async function main(): Promise<number> {
       return 0;
     }
   }
-  say(`duration ${options.duration} s, workers ${options.workers}/app, PostgreSQL restart ${options.restart ? 'on' : 'off'}, network faults ${options.network ? 'on' : 'off'}, pg_terminate_backend on backends older than ${options.terminateMinAgeMs} ms${options.pgbouncer ? `, behind ${pgbouncerVersion(bouncerBinary!)} (transaction pooling)` : ''}`);
+  say(
+    `duration ${options.duration} s, workers ${options.workers}/app, PostgreSQL restart ${options.restart ? 'on' : 'off'}, network faults ${options.network ? 'on' : 'off'}, pg_terminate_backend on backends older than ${options.terminateMinAgeMs} ms${options.pgbouncer ? `, behind ${pgbouncerVersion(bouncerBinary!)} (transaction pooling)` : ''}`,
+  );
 
   // -- PostgreSQL (and PgBouncer) --
   cluster = await Cluster.create(await freePort());
@@ -177,10 +179,24 @@ async function main(): Promise<number> {
         [shop.app, markerCount],
       )
     ).rows;
-    const hot = (await admin.query<{ id: number; stock: number }>("INSERT INTO items (name, price_cents, stock) SELECT 'chaos ' || $1::text || ' hot #' || g, 250, 400 FROM generate_series(1, 2) g RETURNING id, stock", [shop.app])).rows;
+    const hot = (
+      await admin.query<{ id: number; stock: number }>(
+        "INSERT INTO items (name, price_cents, stock) SELECT 'chaos ' || $1::text || ' hot #' || g, 250, 400 FROM generate_series(1, 2) g RETURNING id, stock",
+        [shop.app],
+      )
+    ).rows;
     for (const row of [...marker, ...hot]) initialStock.set(row.id, row.stock);
     const markerIds = marker.map((r) => r.id).reverse();
-    loads.set(shop.app, new AppLoad(shop.app, shop, markerIds, hot.map((r) => r.id), [...markerIds, ...hot.map((r) => r.id)]));
+    loads.set(
+      shop.app,
+      new AppLoad(
+        shop.app,
+        shop,
+        markerIds,
+        hot.map((r) => r.id),
+        [...markerIds, ...hot.map((r) => r.id)],
+      ),
+    );
   }
   const all = [...loads.values()];
 
@@ -287,7 +303,12 @@ async function main(): Promise<number> {
   const verdicts: Verdict[] = [];
   for (const load of all) {
     const crashed = load.shop.crashed;
-    verdicts.push({ app: load.app, name: 'process stayed up', pass: !crashed, detail: crashed ? `exited (${crashed.signal ?? crashed.code}) during the run; last output: ${crashed.tail.slice(-1500)}` : 'running' });
+    verdicts.push({
+      app: load.app,
+      name: 'process stayed up',
+      pass: !crashed,
+      detail: crashed ? `exited (${crashed.signal ?? crashed.code}) during the run; last output: ${crashed.tail.slice(-1500)}` : 'running',
+    });
     if (crashed) console.error(`[chaos] ${load.app} exited during the run (${crashed.signal ?? crashed.code}); its last output:\n${crashed.tail}`);
   }
   verdicts.push(...longestRequestVerdicts(all, deadlines));
@@ -298,7 +319,12 @@ async function main(): Promise<number> {
   for (const load of all) {
     const recovery = restart.recovery[load.app];
     if (options.restart) {
-      verdicts.push({ app: load.app, name: '/health 200 within 5 s of PostgreSQL restart', pass: recovery !== undefined && recovery !== null && recovery <= 5_000, detail: recovery === undefined ? 'restart did not happen' : recovery === null ? 'no 200 within 30 s' : `first 200 after ${recovery} ms` });
+      verdicts.push({
+        app: load.app,
+        name: '/health 200 within 5 s of PostgreSQL restart',
+        pass: recovery !== undefined && recovery !== null && recovery <= 5_000,
+        detail: recovery === undefined ? 'restart did not happen' : recovery === null ? 'no 200 within 30 s' : `first 200 after ${recovery} ms`,
+      });
     }
     const healthMs = await until(async () => (await send({ port: load.shop.port, path: '/health', timeoutMs: 2_000 })).status === 200, 5_000, 100);
     verdicts.push({ app: load.app, name: '/health 200 within 5 s after load', pass: healthMs !== undefined, detail: healthMs === undefined ? 'no 200 within 5 s' : `after ${healthMs} ms` });
@@ -331,8 +357,18 @@ async function main(): Promise<number> {
   );
   for (const load of all) {
     const s = snapshots.get(load.app);
-    verdicts.push({ app: load.app, name: 'pool released: inUse 0, no open session', pass: s?.inUse === 0 && s.open === 0, detail: `inUse ${s?.inUse}, open sessions ${s?.open}, waiting ${s?.waiting}${settleMs !== undefined ? ` (settled ${settleMs} ms after load)` : ' (not settled within 15 s)'}` });
-    verdicts.push({ app: load.app, name: "no 'idle in transaction' backend", pass: s?.idleInTx === 0, detail: `${s?.idleInTx} idle-in-transaction backends${options.pgbouncer ? ' (all apps, behind PgBouncer)' : ''}` });
+    verdicts.push({
+      app: load.app,
+      name: 'pool released: inUse 0, no open session',
+      pass: s?.inUse === 0 && s.open === 0,
+      detail: `inUse ${s?.inUse}, open sessions ${s?.open}, waiting ${s?.waiting}${settleMs !== undefined ? ` (settled ${settleMs} ms after load)` : ' (not settled within 15 s)'}`,
+    });
+    verdicts.push({
+      app: load.app,
+      name: "no 'idle in transaction' backend",
+      pass: s?.idleInTx === 0,
+      detail: `${s?.idleInTx} idle-in-transaction backends${options.pgbouncer ? ' (all apps, behind PgBouncer)' : ''}`,
+    });
   }
 
   const outcomes = new Map<AppName, PurchaseOutcomes>();
@@ -374,7 +410,12 @@ async function main(): Promise<number> {
           requests: Object.fromEntries([...load.statuses].sort()),
           errors: Object.fromEntries([...load.errors].sort()),
           faults: Object.fromEntries([...load.faults].sort()),
-          purchases: { total: load.purchases.length, marker: load.purchases.filter((p) => p.kind === 'marker').length, hot: load.purchases.filter((p) => p.kind === 'hot').length, ...outcomes.get(load.app) },
+          purchases: {
+            total: load.purchases.length,
+            marker: load.purchases.filter((p) => p.kind === 'marker').length,
+            hot: load.purchases.filter((p) => p.kind === 'hot').length,
+            ...outcomes.get(load.app),
+          },
           loggedFailures: Object.fromEntries([...load.shop.failures].sort((a, b) => b[1] - a[1]).slice(0, 10)),
         },
       ]),
@@ -388,7 +429,8 @@ async function main(): Promise<number> {
   if (options.network) {
     const longest = result.longestRequestMs;
     say(`network faults: longest request ${JSON.stringify(longest)} ms (deadlines: acquire ${deadlines.acquireMs}, connect ${deadlines.connectMs}, reply ${deadlines.replyMs} ms)`);
-    for (const r of networkResults) say(`  ${r.kind}: /health 200 after ${JSON.stringify(r.healthMs)} ms; stale-connection failures in ${(r.windowMs / 1000).toFixed(1)} s: ${JSON.stringify(r.staleFailures)}`);
+    for (const r of networkResults)
+      say(`  ${r.kind}: /health 200 after ${JSON.stringify(r.healthMs)} ms; stale-connection failures in ${(r.windowMs / 1000).toFixed(1)} s: ${JSON.stringify(r.staleFailures)}`);
   }
   say(pass ? 'all invariants PASS' : `FAILED: ${verdicts.filter((v) => !v.pass).length} invariant(s)`);
   return pass ? 0 : 1;

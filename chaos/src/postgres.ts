@@ -80,7 +80,22 @@ export class Cluster {
   async start(timeoutMs = 60_000): Promise<void> {
     if (this.running) return;
     const { postgres } = this.binaries!;
-    const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'unix_socket_directories=', '-c', 'shared_buffers=32MB'];
+    const flags = [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'max_connections=200',
+      '-c',
+      'fsync=off',
+      '-c',
+      'synchronous_commit=off',
+      '-c',
+      'full_page_writes=off',
+      '-c',
+      'unix_socket_directories=',
+      '-c',
+      'shared_buffers=32MB',
+    ];
     const child = spawn(postgres, ['-D', this.dataDir, '-p', String(this.port), ...flags], { ...this.ids, stdio: ['ignore', 'ignore', 'pipe'] });
     this.process = child;
     let startLog = '';

@@ -31,13 +31,33 @@ export function printSummary(summary: Summary): void {
   const grid = (pick: (a: AppSummary) => Record<string, number>) => keys(pick).map((key) => [key, ...apps.map((app) => String(pick(summary.apps[app]!)[key] ?? 0))]);
   console.log(`\nchaos run (${summary.mode}, load ${(summary.loadMs / 1000).toFixed(1)} s)\n`);
   console.log('Requests by status');
-  console.log(table(['status', ...apps], grid((a) => a.requests)));
+  console.log(
+    table(
+      ['status', ...apps],
+      grid((a) => a.requests),
+    ),
+  );
   console.log('\n5xx answers by error code');
-  console.log(table(['answer', ...apps], grid((a) => a.errors ?? {})));
+  console.log(
+    table(
+      ['answer', ...apps],
+      grid((a) => a.errors ?? {}),
+    ),
+  );
   console.log('\nFaults injected');
-  console.log(table(['fault', ...apps], grid((a) => a.faults)));
+  console.log(
+    table(
+      ['fault', ...apps],
+      grid((a) => a.faults),
+    ),
+  );
   console.log('\nPurchase outcomes');
-  console.log(table(['purchases', ...apps], grid((a) => a.purchases)));
+  console.log(
+    table(
+      ['purchases', ...apps],
+      grid((a) => a.purchases),
+    ),
+  );
   const restart = summary.postgresRestart as { stopMs?: number; upAt?: number } | null;
   console.log(`\npg_terminate_backend by backend state: ${JSON.stringify(summary.terminationsByBackendState)}`);
   console.log(`PostgreSQL restart: ${restart ? JSON.stringify(restart) : 'off'}\n`);
@@ -46,7 +66,12 @@ export function printSummary(summary: Summary): void {
     console.log(`PgBouncer, statementTimeoutMs (a startup parameter): default config: ${st.default}; with ignore_startup_parameters=statement_timeout: ${st.ignoreStartupParameters}\n`);
   }
   console.log('Invariants');
-  console.log(table(['', 'app', 'invariant', 'numbers'], summary.invariants.map((v) => [v.pass ? 'PASS' : 'FAIL', v.app, v.name, v.detail])));
+  console.log(
+    table(
+      ['', 'app', 'invariant', 'numbers'],
+      summary.invariants.map((v) => [v.pass ? 'PASS' : 'FAIL', v.app, v.name, v.detail]),
+    ),
+  );
   for (const v of summary.invariants.filter((x) => !x.pass && x.examples?.length)) {
     console.log(`\nFAIL ${v.app} ${v.name}: examples ${JSON.stringify(v.examples).slice(0, 2000)}`);
   }

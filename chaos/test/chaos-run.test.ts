@@ -16,7 +16,11 @@ test('a 10 s chaos run keeps every invariant and exits 0', async () => {
   const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
   if (code !== 0) console.log(output);
   expect(code).toBe(0);
-  const result = JSON.parse(readFileSync(out, 'utf8')) as { pass: boolean; invariants: Array<{ pass: boolean; name: string; app: string }>; apps: Record<string, { requests: Record<string, number>; faults: Record<string, number> }> };
+  const result = JSON.parse(readFileSync(out, 'utf8')) as {
+    pass: boolean;
+    invariants: Array<{ pass: boolean; name: string; app: string }>;
+    apps: Record<string, { requests: Record<string, number>; faults: Record<string, number> }>;
+  };
   expect(result.pass).toBe(true);
   expect(result.invariants.filter((v) => !v.pass)).toEqual([]);
   expect(Object.keys(result.apps).sort()).toEqual(['express-shop', 'fastify-shop', 'koa-shop']);

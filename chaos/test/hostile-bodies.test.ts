@@ -14,19 +14,30 @@ const TEN_MB = 10 * 1024 * 1024;
 /** The hostile bodies, each sent to POST /orders and POST /items of every shop. */
 const invalidUtf8 = () => Buffer.concat([Buffer.from(`{"itemId":${itemId},"quantity":1,"name":"`), Buffer.from([0xff, 0xfe, 0xc3, 0x28]), Buffer.from('","priceCents":1,"stock":1}')]);
 const BODIES: Array<{ name: string; headers: Record<string, string>; body: () => Buffer }> = [
-  { name: '10 MB JSON', headers: { 'content-type': 'application/json' }, body: () => Buffer.from(`{"itemId":${itemId},"quantity":1,"name":"pad","priceCents":1,"stock":1,"pad":"${'x'.repeat(TEN_MB)}"}`) },
+  {
+    name: '10 MB JSON',
+    headers: { 'content-type': 'application/json' },
+    body: () => Buffer.from(`{"itemId":${itemId},"quantity":1,"name":"pad","priceCents":1,"stock":1,"pad":"${'x'.repeat(TEN_MB)}"}`),
+  },
   { name: 'deeply nested JSON array (100k levels)', headers: { 'content-type': 'application/json' }, body: () => Buffer.from(`${'['.repeat(100_000)}${']'.repeat(100_000)}`) },
   { name: 'deeply nested JSON object (20k levels)', headers: { 'content-type': 'application/json' }, body: () => Buffer.from(`${'{"a":'.repeat(20_000)}1${'}'.repeat(20_000)}`) },
   { name: 'text/plain', headers: { 'content-type': 'text/plain' }, body: () => Buffer.from(`{"itemId":${itemId},"quantity":1}`) },
   { name: 'form-urlencoded', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: () => Buffer.from(`itemId=${itemId}&quantity=1&name=pen&priceCents=1&stock=1`) },
-  { name: 'multipart/form-data', headers: { 'content-type': 'multipart/form-data; boundary=XyZ' }, body: () => Buffer.from(`--XyZ\r\nContent-Disposition: form-data; name="itemId"\r\n\r\n${itemId}\r\n--XyZ--\r\n`) },
+  {
+    name: 'multipart/form-data',
+    headers: { 'content-type': 'multipart/form-data; boundary=XyZ' },
+    body: () => Buffer.from(`--XyZ\r\nContent-Disposition: form-data; name="itemId"\r\n\r\n${itemId}\r\n--XyZ--\r\n`),
+  },
   { name: 'no content-type', headers: {}, body: () => Buffer.from(`{"itemId":${itemId},"quantity":1}`) },
   { name: 'invalid JSON', headers: { 'content-type': 'application/json' }, body: () => Buffer.from('{"itemId": 1, "quantity": ') },
 ];
 
 async function state(shop: ShopProcess): Promise<{ inUse: number; open: number; idleInTx: number }> {
   const stats = (await send({ port: shop.port, path: '/stats', timeoutMs: 5_000 })).body as { pool: { inUse: number }; sessions: { open: number } };
-  const idle = await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = $2 AND state LIKE 'idle in transaction%'", [db.name, shop.app]);
+  const idle = await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = $2 AND state LIKE 'idle in transaction%'", [
+    db.name,
+    shop.app,
+  ]);
   return { inUse: stats.pool.inUse, open: stats.sessions.open, idleInTx: idle.rows[0]!.n };
 }
 

@@ -33,7 +33,9 @@ async function startApp(options: { statementTimeoutMs?: number; idleInTransactio
     }),
   );
   app.get('/note', async (_req, res) => {
-    const [row] = await engine.sequelize.query<{ note: string; items: number }>("SELECT current_setting('app.note', true) AS note, (SELECT count(*)::int FROM items) AS items", { type: 'SELECT' as never });
+    const [row] = await engine.sequelize.query<{ note: string; items: number }>("SELECT current_setting('app.note', true) AS note, (SELECT count(*)::int FROM items) AS items", {
+      type: 'SELECT' as never,
+    });
     res.json(row);
   });
   app.get('/forever-statement', async (_req, res) => {

@@ -94,7 +94,9 @@ describe('documentation code blocks', () => {
   it('compile: every ts block passes tsc --noEmit (strict, NodeNext)', async () => {
     const tsc = require.resolve('typescript/bin/tsc');
     const output = await new Promise<string>((resolvePromise) => {
-      execFile(process.execPath, [tsc, '-p', join(blocksDir, 'tsconfig.json'), '--pretty', 'false'], { cwd: blocksDir, maxBuffer: 16 * 1024 * 1024 }, (_error, stdout, stderr) => resolvePromise(`${stdout}${stderr}`));
+      execFile(process.execPath, [tsc, '-p', join(blocksDir, 'tsconfig.json'), '--pretty', 'false'], { cwd: blocksDir, maxBuffer: 16 * 1024 * 1024 }, (_error, stdout, stderr) =>
+        resolvePromise(`${stdout}${stderr}`),
+      );
     });
     const errors: string[] = [];
     for (const line of output.split('\n')) {

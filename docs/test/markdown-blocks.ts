@@ -82,7 +82,10 @@ function parseRunMarker(text: string, where: string): RunMarker {
   const mode = flags.includes('server') ? 'server' : flags.includes('vitest') ? 'vitest' : 'script';
   const marker: RunMarker = { mode, requests: [] };
   if (options.user) marker.user = { name: options.user, password: options.password ?? '' };
-  for (const spec of (requestList ?? '').split(';').map((s) => s.trim()).filter(Boolean)) {
+  for (const spec of (requestList ?? '')
+    .split(';')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^(GET|POST|PUT|PATCH|DELETE)\s+(\S+)\s*(.*?)\s*->\s*(\d{3})(?:\s+~\s*(.+))?$/.exec(spec);
     if (!m) throw new Error(`${where}: cannot read the request "${spec}" (expected: METHOD /path [JSON] -> STATUS [~ TEXT])`);
     marker.requests.push({ method: m[1]!, path: m[2]!, body: m[3] ? JSON.parse(m[3]) : undefined, status: Number(m[4]), contains: m[5] });

@@ -17,10 +17,7 @@ INSERT INTO fz_keys (key, rid, seq) VALUES ('seed', 'seed', 0);
 `;
 
 /** What the client saw. */
-export type ClientResult =
-  | { kind: 'response'; status: number; headers: http.IncomingHttpHeaders; body: string; complete: boolean }
-  | { kind: 'aborted' }
-  | { kind: 'error'; message: string };
+export type ClientResult = { kind: 'response'; status: number; headers: http.IncomingHttpHeaders; body: string; complete: boolean } | { kind: 'aborted' } | { kind: 'error'; message: string };
 
 /** A row of the request found by the observer. */
 export interface Row {

@@ -115,13 +115,32 @@ export function classify(error: unknown): string {
 }
 
 export function emptyTrace(): Trace {
-  return { writes: [], errors: [], units: ['open'], responseUnit: undefined, doomedSavepoints: [], failsAtCommitUnits: [], responded: false, threw: 'no', aborted: false, hangs: [], currentInTimer: [], racedFinish: false };
+  return {
+    writes: [],
+    errors: [],
+    units: ['open'],
+    responseUnit: undefined,
+    doomedSavepoints: [],
+    failsAtCommitUnits: [],
+    responded: false,
+    threw: 'no',
+    aborted: false,
+    hangs: [],
+    currentInTimer: [],
+    racedFinish: false,
+  };
 }
 
 /** Resolves with `true` when `promise` settled within `ms`, `false` otherwise. */
 export function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  return Promise.race([promise.then(() => true, () => true), new Promise<boolean>((resolve) => (timer = setTimeout(resolve, ms, false)))]).finally(() => clearTimeout(timer));
+  return Promise.race([
+    promise.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((resolve) => (timer = setTimeout(resolve, ms, false))),
+  ]).finally(() => clearTimeout(timer));
 }
 
 const recorded = new WeakSet<object>();

@@ -88,7 +88,8 @@ export function checkObservation(o: Observation): Violation[] {
   }
   if (outcome === 'committed' && response && status! >= 500) v(2, 'committed but 5xx', `client got ${status} (${response.body.slice(0, 120)}), the last transaction committed`);
   if (threwFirst && outcome === 'committed') v(2, 'handler threw but committed', `the handler threw before responding; error handler answered ${status ?? client.kind}`);
-  if (chosen && chosen.status >= 400 && !threwFirst && outcome === 'committed' && !trace.racedFinish) v(2, '4xx but committed', `the handler answered ${chosen.status}, the last transaction committed`);
+  if (chosen && chosen.status >= 400 && !threwFirst && outcome === 'committed' && !trace.racedFinish)
+    v(2, '4xx but committed', `the handler answered ${chosen.status}, the last transaction committed`);
   if (trace.aborted && outcome === 'committed') v(2, 'client aborted but committed', 'the client left before the response; the last transaction committed');
   if (o.twin) {
     if (o.twin.kind !== 'response' || !o.twin.complete) v(1, 'twin: no well-formed response', JSON.stringify(o.twin).slice(0, 160));
@@ -147,7 +148,10 @@ export function checkParity(observations: Observation[]): Violation[] {
   // handler, Fastify only logs): what the handler did next differs; compare the outcome only
   const twice = observations[0]!.program.ending.kind === 'respond' && observations[0]!.program.ending.respond.twice;
   const classes = new Map(
-    compared.map((o) => [o.adapter, aborted ? JSON.stringify({ saved: savedAnything(o) }) : raced ? outcomeClass(o, afterRespond, true) : twice ? JSON.stringify({ outcome: lastOutcome(o) }) : outcomeClass(o, afterRespond)]),
+    compared.map((o) => [
+      o.adapter,
+      aborted ? JSON.stringify({ saved: savedAnything(o) }) : raced ? outcomeClass(o, afterRespond, true) : twice ? JSON.stringify({ outcome: lastOutcome(o) }) : outcomeClass(o, afterRespond),
+    ]),
   );
   if (new Set(classes.values()).size <= 1) return [];
   const detail = [...classes].map(([adapter, c]) => `${adapter}: ${c}`).join('\n');

@@ -41,9 +41,7 @@ export interface Respond {
   streamQueries: boolean;
 }
 
-export type Ending =
-  | { kind: 'respond'; respond: Respond; after: Step[]; thenThrow: boolean }
-  | { kind: 'throw' };
+export type Ending = { kind: 'respond'; respond: Respond; after: Step[]; thenThrow: boolean } | { kind: 'throw' };
 
 /** A handler program: steps, then a response (possibly followed by more work) or a throw. */
 export interface Program {

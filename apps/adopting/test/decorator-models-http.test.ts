@@ -67,7 +67,10 @@ const frameworks: Record<string, (SessionLocal: SessionFactory) => Promise<Confo
     });
     const app = new Koa();
     app.silent = true;
-    app.use(koaSessionLocal({ factory: SessionLocal })).use(bodyParser()).use(router.routes());
+    app
+      .use(koaSessionLocal({ factory: SessionLocal }))
+      .use(bodyParser())
+      .use(router.routes());
     return listen(http.createServer(app.callback()));
   },
   async fastify(SessionLocal) {

@@ -50,7 +50,16 @@ describe('a plain Sequelize app on the engine', () => {
 
   it('a request that fails half-way (validation error on the second line) leaves no order behind', async () => {
     const before = (await observer.query('SELECT count(*)::int AS n FROM orders')).rows[0].n;
-    const failed = await request(app.url, '/orders', { method: 'POST', body: { customer: 'bob', lines: [{ sku: 'ink', quantity: 1 }, { sku: 'nib', quantity: 0 }] } });
+    const failed = await request(app.url, '/orders', {
+      method: 'POST',
+      body: {
+        customer: 'bob',
+        lines: [
+          { sku: 'ink', quantity: 1 },
+          { sku: 'nib', quantity: 0 },
+        ],
+      },
+    });
     expect(failed.status).toBe(500);
     expect((await observer.query('SELECT count(*)::int AS n FROM orders')).rows[0].n).toBe(before);
     expect((await observer.query("SELECT count(*)::int AS n FROM order_lines WHERE sku = 'ink'")).rows[0].n).toBe(0);

@@ -37,9 +37,7 @@ beforeEach(async () => {
 
 afterEach(async () => {
   expect(engine.stats().pool.inUse, 'connections in use after the test').toBe(0);
-  const { rows } = await observer.query(
-    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()",
-  );
+  const { rows } = await observer.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()");
   expect(rows[0].n, 'backends idle in transaction').toBe(0);
 });
 
@@ -283,7 +281,10 @@ describe('rule 13 and secrets', () => {
     expect(broken.url).toBe('postgres://app:***@127.0.0.1:1/app');
     const error = await sessionmaker(broken)
       .begin(() => broken.sequelize.query('SELECT 1'))
-      .then(() => undefined, (e: unknown) => e as Error);
+      .then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
     expect(error).toBeInstanceOf(Error);
     expect(`${error!.message}\n${error!.stack}\n${JSON.stringify(error)}\n${lines.join('\n')}`).not.toContain('hunter2-secret');
     await broken.dispose();

@@ -35,7 +35,11 @@ async function script(send: Send): Promise<void> {
   await send('POST', '/items', { raw: '{"name":"pen","priceCents":1,"stock":1,"__proto__":{"admin":true}}', headers: { 'content-type': 'application/json' } });
   await send('POST', '/items', { json: { name: 'big', priceCents: 1, stock: 1, padding: 'x'.repeat(1_100_000) } });
   // bytes that are not UTF-8 (a stray 0xFF, an overlong '/', a lone surrogate) are refused, not read as U+FFFD
-  for (const bad of [[0xff, 0xfe, 0xc3, 0x28], [0xc0, 0xaf], [0xed, 0xa0, 0x80]]) {
+  for (const bad of [
+    [0xff, 0xfe, 0xc3, 0x28],
+    [0xc0, 0xaf],
+    [0xed, 0xa0, 0x80],
+  ]) {
     await send('POST', '/items', { raw: utf8Body('{"name":"', bad, '","priceCents":1,"stock":1}'), headers: { 'content-type': 'application/json; charset=utf-8' } });
   }
   await send('POST', '/items', { raw: utf8Body('{"name":"', [0xff], '","priceCents":1,"stock":1}'), headers: { 'content-type': 'application/json' } });

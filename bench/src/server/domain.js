@@ -70,10 +70,11 @@ export const pgUseCases = {
     const row = taken.rows[0];
     if (!row) throw new HttpError(409, 'insufficient_stock', `Item ${itemId}: unknown or out of stock`);
     const totalCents = row.priceCents * quantity;
-    const order = await client.query(
-      "INSERT INTO orders (item_id, quantity, total_cents, status, created_at, updated_at) VALUES ($1, $2, $3, 'paid', now(), now()) RETURNING id",
-      [itemId, quantity, totalCents],
-    );
+    const order = await client.query("INSERT INTO orders (item_id, quantity, total_cents, status, created_at, updated_at) VALUES ($1, $2, $3, 'paid', now(), now()) RETURNING id", [
+      itemId,
+      quantity,
+      totalCents,
+    ]);
     const orderId = order.rows[0].id;
     const pay = paymentId();
     await client.query('INSERT INTO payments (order_id, payment_id, amount_cents, created_at, updated_at) VALUES ($1, $2, $3, now(), now()) RETURNING id', [orderId, pay, totalCents]);

@@ -47,7 +47,11 @@ export function sessionLocal(options: SessionLocalOptions): RequestHandler {
   return function sessionLocalMiddleware(req: Request, res: Response, next: NextFunction): void {
     const mounted = mount(req, options, req);
     runListenersInScope(req, () => mounted.scope);
-    hold(res, () => mounted.scope, (result) => reportCommitFailure(options, req, result, (error) => report(req, error)));
+    hold(
+      res,
+      () => mounted.scope,
+      (result) => reportCommitFailure(options, req, result, (error) => report(req, error)),
+    );
     mounted.scope?.watch(res);
     runInScope(mounted, () => next());
   };
@@ -62,7 +66,13 @@ export function sessionLocal(options: SessionLocalOptions): RequestHandler {
 sessionLocal.route = function route(routeOptions: SessionLocalRouteOptions): RequestHandler {
   return function sessionLocalRoute(req: Request, res: Response, next: NextFunction): void {
     try {
-      runRoute(req, req, routeOptions, (scope) => scope.watch(res), () => next());
+      runRoute(
+        req,
+        req,
+        routeOptions,
+        (scope) => scope.watch(res),
+        () => next(),
+      );
     } catch (error) {
       next(error);
     }

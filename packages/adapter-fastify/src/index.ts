@@ -54,7 +54,11 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
     requestProperty(request, name, scope?.session);
     if (!scope) return next();
     scopes.set(request, scope);
-    hold(reply.raw, () => scope, (result) => reportCommitFailure(options, request, result, report(request)));
+    hold(
+      reply.raw,
+      () => scope,
+      (result) => reportCommitFailure(options, request, result, report(request)),
+    );
     scope.watch(reply.raw);
     scope.run(next);
   });

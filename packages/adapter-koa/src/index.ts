@@ -42,7 +42,11 @@ export function sessionLocal(options: SessionLocalOptions): Middleware {
   return async function sessionLocalMiddleware(ctx: Context, next: Next): Promise<void> {
     const mounted = mount(ctx, options, ctx);
     // raw writes (`ctx.respond = false`) and Koa's own write wait for COMMIT, and run in the scope
-    hold(ctx.res, () => mounted.scope, (result) => reportCommitFailure(options, ctx, result, (error) => ctx.app.emit('error', error, ctx)));
+    hold(
+      ctx.res,
+      () => mounted.scope,
+      (result) => reportCommitFailure(options, ctx, result, (error) => ctx.app.emit('error', error, ctx)),
+    );
     mounted.scope?.watch(ctx.res);
     try {
       await runInScope(mounted, next);

@@ -45,11 +45,17 @@ export function instrument(factory: SessionFactory, options: InstrumentOptions =
 
   const waitTime = meter.createHistogram('db.client.connection.wait_time', { unit: 's', description: 'The time it took to obtain an open connection from the pool.' });
   const useTime = meter.createHistogram('db.client.connection.use_time', { unit: 's', description: 'The time between borrowing a connection and returning it to the pool.' });
-  const timeouts = meter.createCounter('db.client.connection.timeouts', { unit: '{timeout}', description: 'The number of connection timeouts that have occurred trying to obtain a connection from the pool.' });
+  const timeouts = meter.createCounter('db.client.connection.timeouts', {
+    unit: '{timeout}',
+    description: 'The number of connection timeouts that have occurred trying to obtain a connection from the pool.',
+  });
   const commits = meter.createCounter('sessionlocal.session.commits', { unit: '{commit}', description: 'Sessions committed.' });
   const rollbacks = meter.createCounter('sessionlocal.session.rollbacks', { unit: '{rollback}', description: 'Sessions rolled back (a failed COMMIT too).' });
   const leaks = meter.createCounter('sessionlocal.session.leaks', { unit: '{warning}', description: 'Leak warnings: a session held its connection longer than leakWarningMs.' });
-  const count = meter.createObservableUpDownCounter('db.client.connection.count', { unit: '{connection}', description: 'The number of connections that are currently in state described by the state attribute.' });
+  const count = meter.createObservableUpDownCounter('db.client.connection.count', {
+    unit: '{connection}',
+    description: 'The number of connections that are currently in state described by the state attribute.',
+  });
   const pending = meter.createObservableUpDownCounter('db.client.connection.pending_requests', { unit: '{request}', description: 'The number of current pending requests for an open connection.' });
   const max = meter.createObservableUpDownCounter('db.client.connection.max', { unit: '{connection}', description: 'The maximum number of open connections allowed.' });
   const poolMax = (engine as unknown as { options?: { pool?: { max?: number } } }).options?.pool?.max;
@@ -71,20 +77,17 @@ export function instrument(factory: SessionFactory, options: InstrumentOptions =
     const resolved = { readOnly, isolationLevel };
     // no context argument: the context of the session's first statement, so the caller's span
     // (e.g. the HTTP request's) is the parent
-    const span = tracer.startSpan(
-      'sessionlocal.session',
-      {
-        kind: SpanKind.INTERNAL,
-        startTime: new Date(Date.now() - durationMs),
-        attributes: {
-          ...base,
-          'sessionlocal.session.id': sessionId,
-          'sessionlocal.session.read_only': resolved.readOnly,
-          ...(resolved.isolationLevel && { 'sessionlocal.session.isolation_level': resolved.isolationLevel }),
-          'sessionlocal.connection.wait_time_ms': durationMs,
-        },
+    const span = tracer.startSpan('sessionlocal.session', {
+      kind: SpanKind.INTERNAL,
+      startTime: new Date(Date.now() - durationMs),
+      attributes: {
+        ...base,
+        'sessionlocal.session.id': sessionId,
+        'sessionlocal.session.read_only': resolved.readOnly,
+        ...(resolved.isolationLevel && { 'sessionlocal.session.isolation_level': resolved.isolationLevel }),
+        'sessionlocal.connection.wait_time_ms': durationMs,
       },
-    );
+    });
     open.set(sessionId, { span, acquiredAt: performance.now(), outcome: undefined });
     waitTime.record(durationMs / 1000, pool);
   };

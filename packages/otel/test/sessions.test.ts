@@ -19,7 +19,9 @@ beforeAll(async () => {
   instrumentation = instrument(SessionLocal, { tracerProvider: otel.tracerProvider, meterProvider: otel.meterProvider });
   const url = new URL(db.url);
   pool = { 'db.client.connection.pool.name': `${url.hostname}:${url.port || 5432}${url.pathname}` };
-  await engine.autocommit(() => engine.sequelize.query('CREATE TABLE parent (id int PRIMARY KEY); CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)'));
+  await engine.autocommit(() =>
+    engine.sequelize.query('CREATE TABLE parent (id int PRIMARY KEY); CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)'),
+  );
 });
 
 afterEach(() => otel.reset());
@@ -43,7 +45,7 @@ describe('session spans', () => {
       }),
     );
     parent.end();
-    const [span, ...more] = (await otel.sessionSpans());
+    const [span, ...more] = await otel.sessionSpans();
     expect(more).toEqual([]);
     expect(span!.parentSpanContext?.spanId).toBe(parent.spanContext().spanId);
     expect(span!.spanContext().traceId).toBe(parent.spanContext().traceId);
@@ -81,12 +83,12 @@ describe('session spans', () => {
     await SessionLocal.begin(async () => 'nothing');
     const lazy = SessionLocal();
     await lazy.close();
-    expect((await otel.sessionSpans())).toEqual([]);
+    expect(await otel.sessionSpans()).toEqual([]);
   });
 
   it('names the isolation level and read-only of the session', async () => {
     await SessionLocal.begin(() => engine.sequelize.query('SELECT 1'), { readOnly: true, isolationLevel: 'SERIALIZABLE' });
-    const [span] = (await otel.sessionSpans());
+    const [span] = await otel.sessionSpans();
     expect(span!.attributes).toMatchObject({ 'sessionlocal.session.read_only': true, 'sessionlocal.session.isolation_level': 'SERIALIZABLE', 'sessionlocal.session.outcome': 'commit' });
   });
 
@@ -98,7 +100,7 @@ describe('session spans', () => {
       }),
     ).rejects.toThrow('handler failed');
     await expect(SessionLocal.begin(() => engine.sequelize.query('INSERT INTO child VALUES (1, 999)'))).rejects.toThrow();
-    const [thrown, failedCommit] = (await otel.sessionSpans());
+    const [thrown, failedCommit] = await otel.sessionSpans();
     expect(thrown!.attributes['sessionlocal.session.outcome']).toBe('rollback');
     expect(thrown!.status.code).toBe(SpanStatusCode.UNSET);
     expect(failedCommit!.attributes['sessionlocal.session.outcome']).toBe('rollback');
@@ -113,7 +115,7 @@ describe('session spans', () => {
       await engine.sequelize.query('SELECT 1');
       await new Promise((resolve) => setTimeout(resolve, 300));
     });
-    const [span] = (await otel.sessionSpans());
+    const [span] = await otel.sessionSpans();
     expect(span!.events.map((event) => event.name)).toContain('sessionlocal.leak');
     expect(valueAt(await otel.points('sessionlocal.session.leaks'), pool)).toBeGreaterThanOrEqual(1);
   });
@@ -143,7 +145,7 @@ describe('pool metrics', () => {
     expect(valueAt(await otel.points('db.client.connection.pending_requests'), pool)).toBe(1);
     expect(valueAt(await otel.points('db.client.connection.max'), pool)).toBe(2);
 
-    expect((await waiter as Error).name).toBe('PoolTimeoutError');
+    expect(((await waiter) as Error).name).toBe('PoolTimeoutError');
     expect(valueAt(await otel.points('db.client.connection.timeouts'), pool)).toBe(1);
     // the timeout is in the trace too: a failed session span, the only one ended so far
     const [timedOut, ...none] = await otel.sessionSpans();
@@ -152,10 +154,12 @@ describe('pool metrics', () => {
     expect(timedOut!.status.code).toBe(SpanStatusCode.ERROR);
     release();
     await Promise.all(holders);
-    await expect(SessionLocal.begin(async () => {
-      await engine.sequelize.query('SELECT 1');
-      throw new Error('rolled back');
-    })).rejects.toThrow('rolled back');
+    await expect(
+      SessionLocal.begin(async () => {
+        await engine.sequelize.query('SELECT 1');
+        throw new Error('rolled back');
+      }),
+    ).rejects.toThrow('rolled back');
 
     expect(valueAt(await otel.points('sessionlocal.session.commits'), pool)).toBe(commitsBefore + 2);
     expect(valueAt(await otel.points('sessionlocal.session.rollbacks'), pool)).toBe(rollbacksBefore + 1);
@@ -173,6 +177,6 @@ describe('pool metrics', () => {
     const off = instrument(other, { tracerProvider: otel.tracerProvider, meterProvider: otel.meterProvider });
     off.disable();
     await other.begin(() => engine.sequelize.query('SELECT 1'));
-    expect((await otel.sessionSpans())).toEqual([]);
+    expect(await otel.sessionSpans()).toEqual([]);
   });
 });

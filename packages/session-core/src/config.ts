@@ -201,7 +201,7 @@ export function resolveEngineOptions<S extends Sequelize>(options: EngineOptions
 function existingInstance(field: string): ConfigError {
   return new ConfigError(
     field,
-    'is a Sequelize instance; an existing instance cannot be adopted (its query() reads the process-global Sequelize CLS namespace and its pool does not use the engine\'s pg client). ' +
+    "is a Sequelize instance; an existing instance cannot be adopted (its query() reads the process-global Sequelize CLS namespace and its pool does not use the engine's pg client). " +
       'Let the engine make it: replace `new Sequelize(url, options)` with `createEngine(url, { sequelizeClass: Sequelize, sequelize: options }).sequelize`',
   );
 }
@@ -212,7 +212,10 @@ function checkSequelizeClass(value: unknown): typeof Sequelize {
   if (typeof value === 'function' && (value === Sequelize || value.prototype instanceof Sequelize)) return value as typeof Sequelize;
   const looksLikeSequelize = typeof value === 'function' && typeof (value as { useCLS?: unknown }).useCLS === 'function' && typeof value.prototype?.query === 'function';
   if (looksLikeSequelize) {
-    throw new ConfigError('sequelizeClass', "extends a different copy of the 'sequelize' package than @sessionlocal/session-core loads; make both resolve to one sequelize (one version in the lockfile)");
+    throw new ConfigError(
+      'sequelizeClass',
+      "extends a different copy of the 'sequelize' package than @sessionlocal/session-core loads; make both resolve to one sequelize (one version in the lockfile)",
+    );
   }
   const got = typeof value === 'function' ? `class ${value.name || '(anonymous)'}` : value === null ? 'null' : typeof value;
   throw new ConfigError('sequelizeClass', `must be Sequelize or a subclass of it (e.g. sequelize-typescript's Sequelize), got ${got}`);

@@ -141,14 +141,20 @@ export class CommitOutcomeUnknownError extends SessionLocalError {
   droppedHooks = 0;
 
   constructor(sessionId: number | undefined, cause: unknown) {
-    super('COMMIT_OUTCOME_UNKNOWN', `COMMIT${sessionId === undefined ? '' : ` of session ${sessionId}`} was sent but its reply never came: the transaction may or may not have been committed (${describe(cause)}). Check before retrying.`, { cause });
+    super(
+      'COMMIT_OUTCOME_UNKNOWN',
+      `COMMIT${sessionId === undefined ? '' : ` of session ${sessionId}`} was sent but its reply never came: the transaction may or may not have been committed (${describe(cause)}). Check before retrying.`,
+      { cause },
+    );
   }
 }
 
 /** A statement failed earlier in the transaction; nothing runs until rollback. */
 export class TransactionAbortedError extends SessionLocalError {
   constructor(sessionId: number, firstFailure: unknown) {
-    super('TRANSACTION_ABORTED', `Session ${sessionId}: the transaction is aborted because an earlier statement failed (${describe(firstFailure)}); roll back before running more statements.`, { cause: firstFailure });
+    super('TRANSACTION_ABORTED', `Session ${sessionId}: the transaction is aborted because an earlier statement failed (${describe(firstFailure)}); roll back before running more statements.`, {
+      cause: firstFailure,
+    });
   }
 }
 

@@ -187,7 +187,10 @@ export class SessionClient extends pg.Client {
       self._activeQuery = null;
       process.nextTick(() => active.handleError(reason, self.connection));
     }
-    (pg.Client.prototype as unknown as PgClientInternals)._errorAllQueries.call(this, this.abandoned ? new Error('Connection terminated: an earlier statement passed its reply deadline', { cause: this.abandoned }) : error);
+    (pg.Client.prototype as unknown as PgClientInternals)._errorAllQueries.call(
+      this,
+      this.abandoned ? new Error('Connection terminated: an earlier statement passed its reply deadline', { cause: this.abandoned }) : error,
+    );
     this.clearDeadline();
   }
 

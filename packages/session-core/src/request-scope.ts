@@ -310,8 +310,14 @@ export function httpErrorFor(error: unknown): HttpError | undefined {
     return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'database_busy', message: 'The database is busy; retry shortly.' } };
   }
   if (found instanceof CommitError) return COMMIT_FAILED;
-  if (found instanceof ReplyTimeoutError) return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'database_unavailable', message: 'The database did not answer in time; retry shortly.' } };
-  if (found instanceof CommitOutcomeUnknownError) return { status: 500, headers: {}, body: { error: 'commit_outcome_unknown', message: 'The database did not confirm the commit: the change may or may not have been saved. Check before retrying.' } };
+  if (found instanceof ReplyTimeoutError)
+    return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'database_unavailable', message: 'The database did not answer in time; retry shortly.' } };
+  if (found instanceof CommitOutcomeUnknownError)
+    return {
+      status: 500,
+      headers: {},
+      body: { error: 'commit_outcome_unknown', message: 'The database did not confirm the commit: the change may or may not have been saved. Check before retrying.' },
+    };
   return undefined;
 }
 
@@ -323,4 +329,3 @@ function findSessionError(error: unknown): SessionLocalError | undefined {
   }
   return undefined;
 }
-

@@ -509,9 +509,7 @@ export class Session {
     }
     const leakWarningMs = this.options.leakWarningMs;
     const leakTimer =
-      leakWarningMs === undefined
-        ? undefined
-        : setTimeout(() => this.emit('leak', { sessionId: this.id, heldMs: performance.now() - started, stack: this.openedStack }), leakWarningMs).unref();
+      leakWarningMs === undefined ? undefined : setTimeout(() => this.emit('leak', { sessionId: this.id, heldMs: performance.now() - started, stack: this.openedStack }), leakWarningMs).unref();
     const held: Held = { connection: opened.connection, acquiredAt: started, leakTimer, pendingBegin: opened.pendingBegin, dirty: false, failure: undefined };
     const tx = this.sequelizeTransaction() as Transaction & { connection?: PooledConnection };
     tx.connection = opened.connection;

@@ -62,7 +62,6 @@ export interface SessionFactory<S extends Session = Session> {
   off<E extends SessionEvent>(event: E, listener: (payload: SessionEvents[E]) => void): SessionFactory<S>;
 }
 
-
 /** Validate session options; `base` supplies what `options` leaves out. */
 export function resolveSessionOptions(options: SessionOptions | undefined, base?: ResolvedSessionOptions): ResolvedSessionOptions {
   if (options !== undefined && (options === null || typeof options !== 'object')) throw new ConfigError('options', 'must be an object');

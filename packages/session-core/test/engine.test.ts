@@ -1,14 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  ConfigError,
-  EngineDisposedError,
-  NoActiveSessionError,
-  SessionClosedError,
-  SessionLocalError,
-  createEngine,
-  engineFromEnv,
-  sessionmaker,
-} from '../src/index.js';
+import { ConfigError, EngineDisposedError, NoActiveSessionError, SessionClosedError, SessionLocalError, createEngine, engineFromEnv, sessionmaker } from '../src/index.js';
 import { useDatabase } from './support.js';
 
 const h = useDatabase();
@@ -71,7 +62,15 @@ describe('engine configuration is validated eagerly', () => {
   });
 
   it('engineFromEnv reads the documented variables and validates them', async () => {
-    const engine = engineFromEnv({ DATABASE_URL: h.db.url, DB_POOL_MAX: '3', DB_POOL_MIN: '0', DB_POOL_ACQUIRE_TIMEOUT_MS: '1234', DB_POOL_IDLE_TIMEOUT_MS: '500', DB_STATEMENT_TIMEOUT_MS: '5000', DB_ECHO: 'false' });
+    const engine = engineFromEnv({
+      DATABASE_URL: h.db.url,
+      DB_POOL_MAX: '3',
+      DB_POOL_MIN: '0',
+      DB_POOL_ACQUIRE_TIMEOUT_MS: '1234',
+      DB_POOL_IDLE_TIMEOUT_MS: '500',
+      DB_STATEMENT_TIMEOUT_MS: '5000',
+      DB_ECHO: 'false',
+    });
     h.engines.push(engine);
     expect(engine.options.pool).toEqual({ max: 3, min: 0, acquireTimeoutMs: 1234, idleTimeoutMs: 500, validateIdleMs: 5000 });
     expect(engine.options.statementTimeoutMs).toBe(5000);
@@ -111,7 +110,9 @@ describe('passwords never leak', () => {
     url.username = 'sl_nobody';
     url.password = SECRET;
     const engine = createEngine(url.toString(), { pool: { acquireTimeoutMs: 2000 } });
-    const outcome = await sessionmaker(engine).begin(() => engine.sequelize.query('SELECT 1')).catch((e: unknown) => e);
+    const outcome = await sessionmaker(engine)
+      .begin(() => engine.sequelize.query('SELECT 1'))
+      .catch((e: unknown) => e);
     await engine.dispose();
     expect(outcome).toBeInstanceOf(Error); // the role does not exist, whatever the auth method
     const text = [String((outcome as Error).message), String((outcome as Error).stack), JSON.stringify(outcome)].join('\n');
@@ -120,7 +121,9 @@ describe('passwords never leak', () => {
 
   it('a refused connection error carries no password in message, stack, cause chain or JSON', async () => {
     const engine = createEngine(`postgres://app:${SECRET}@127.0.0.1:1/nowhere`, { pool: { acquireTimeoutMs: 2000 } });
-    const error = await sessionmaker(engine).begin(() => engine.sequelize.query('SELECT 1')).catch((e: unknown) => e);
+    const error = await sessionmaker(engine)
+      .begin(() => engine.sequelize.query('SELECT 1'))
+      .catch((e: unknown) => e);
     await engine.dispose();
     expect(error).toBeInstanceOf(Error);
     const parts: string[] = [];

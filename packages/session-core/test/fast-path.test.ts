@@ -69,7 +69,9 @@ describe('BEGIN rides on the first plain SELECT (one round trip saved, same sema
       const session = SessionLocal();
       const author = await session.run(() => m.Author.create({ name: 'Pratchett' }));
       expect(author.get('id')).toEqual(expect.any(Number));
-      const [rows] = (await session.run(() => engine.sequelize.query("SELECT count(*)::int AS n, current_setting('transaction_isolation') AS iso, txid_current_if_assigned() IS NOT NULL AS in_tx FROM \"Authors\" WHERE name = 'Pratchett'"))) as [Array<Record<string, unknown>>, unknown];
+      const [rows] = (await session.run(() =>
+        engine.sequelize.query("SELECT count(*)::int AS n, current_setting('transaction_isolation') AS iso, txid_current_if_assigned() IS NOT NULL AS in_tx FROM \"Authors\" WHERE name = 'Pratchett'"),
+      )) as [Array<Record<string, unknown>>, unknown];
       expect(rows[0]).toEqual({ n: 1, iso: 'read committed', in_tx: true });
       await session.rollback();
       await session.close();

@@ -86,7 +86,9 @@ describe('reply deadline: a silent network never leaves a statement pending', ()
     const Slow = sessionmaker(engine, { settings: { statement_timeout: '2000' } });
     await expect(Slow.begin(() => engine.sequelize.query('SELECT pg_sleep(1.4)'))).resolves.toBeDefined();
     // the engine's own 200 ms still applies elsewhere (the server cuts first: 57014, not a deadline)
-    const error = await sessionmaker(engine).begin(() => engine.sequelize.query('SELECT pg_sleep(1.4)')).catch((e: unknown) => e);
+    const error = await sessionmaker(engine)
+      .begin(() => engine.sequelize.query('SELECT pg_sleep(1.4)'))
+      .catch((e: unknown) => e);
     expect((error as { parent?: { code?: string } }).parent?.code).toBe('57014');
   });
 
@@ -101,7 +103,14 @@ describe('reply deadline: a silent network never leaves a statement pending', ()
     expect(replyDeadlineMs(resolve({ replyTimeoutMs: 3000 }))).toBe(3000);
     expect(replyDeadlineMs(resolve({ replyTimeoutMs: 3000, statementTimeoutMs: 5000 }))).toBe(6000);
     expect(replyDeadlineMs(resolve({ replyTimeoutMs: 0, statementTimeoutMs: 5000 }))).toBeUndefined();
-    const env = optionsFromEnv({ DATABASE_URL: 'postgres://u@h/d', DB_CONNECT_TIMEOUT_MS: '1500', DB_REPLY_TIMEOUT_MS: '4000', DB_REPLY_TIMEOUT_MARGIN_MS: '250', DB_KEEPALIVE_MS: '0', DB_POOL_VALIDATE_IDLE_MS: '100' });
+    const env = optionsFromEnv({
+      DATABASE_URL: 'postgres://u@h/d',
+      DB_CONNECT_TIMEOUT_MS: '1500',
+      DB_REPLY_TIMEOUT_MS: '4000',
+      DB_REPLY_TIMEOUT_MARGIN_MS: '250',
+      DB_KEEPALIVE_MS: '0',
+      DB_POOL_VALIDATE_IDLE_MS: '100',
+    });
     expect(env.options).toMatchObject({ connectTimeoutMs: 1500, replyTimeoutMs: 4000, replyTimeoutMarginMs: 250, keepAliveMs: 0, pool: { validateIdleMs: 100 } });
     expect(resolve({})).toMatchObject({ connectTimeoutMs: 10_000, keepAliveMs: 30_000, replyTimeoutMs: undefined, replyTimeoutMarginMs: 1000, pool: { validateIdleMs: 5000 } });
   });

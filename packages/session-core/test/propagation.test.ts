@@ -78,7 +78,7 @@ describe('rule 3: implicit propagation', () => {
     expect(seen).toEqual([a.id, undefined]);
   });
 
-  it('stream callbacks run in the scope that piped them, never another request\'s', async () => {
+  it("stream callbacks run in the scope that piped them, never another request's", async () => {
     const { Readable, Transform } = await import('node:stream');
     const { pipeline } = await import('node:stream/promises');
     const leaks: string[] = [];
@@ -119,7 +119,7 @@ describe('rule 3: implicit propagation', () => {
 });
 
 describe('two engines in one process', () => {
-  it('never see each other\'s sessions or transactions', async () => {
+  it("never see each other's sessions or transactions", async () => {
     const otherDb = await createTestDatabase();
     const other = createEngine(otherDb.url, { pool: { max: 2 } });
     try {

@@ -48,7 +48,7 @@ describe('one connection, one transaction (rule 2)', () => {
     const session = h.SessionLocal();
     await session.run(async () => {
       await m.Author.findOrCreate({ where: { name: 'first' } });
-      const [rows] = (await h.engine.sequelize.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state = \'active\'')) as [Array<{ n: number }>, unknown];
+      const [rows] = (await h.engine.sequelize.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state = 'active'")) as [Array<{ n: number }>, unknown];
       expect(rows[0]!.n).toBeGreaterThanOrEqual(1);
     });
     expect(h.engine.stats().pool.size).toBe(1);

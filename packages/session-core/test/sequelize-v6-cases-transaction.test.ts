@@ -58,7 +58,8 @@ async function blockedOnLock(): Promise<void> {
 
 /** Whether the engine's pool still holds `connection` (idle or in use). */
 function pooled(connection: unknown): boolean {
-  const pool = (h.engine.sequelize as unknown as { connectionManager: { pool: { _availableObjects: Array<{ resource: unknown }>; _inUseObjects: Array<{ resource: unknown }> } } }).connectionManager.pool;
+  const pool = (h.engine.sequelize as unknown as { connectionManager: { pool: { _availableObjects: Array<{ resource: unknown }>; _inUseObjects: Array<{ resource: unknown }> } } }).connectionManager
+    .pool;
   return [...pool._availableObjects, ...pool._inUseObjects].some((wrapped) => wrapped.resource === connection);
 }
 
@@ -145,8 +146,8 @@ describe('transaction.test.js > Transaction > autoCallback', () => {
       await h.engine.sequelize.transaction((t) => {
         transaction = t;
         t.afterCommit((arg) => {
-        calls.push(arg);
-      });
+          calls.push(arg);
+        });
         return h.engine.sequelize.query('SELECT 1+1', { transaction: t, type: 'SELECT' as never });
       });
       expect(calls).toEqual([]);
@@ -186,8 +187,8 @@ describe('transaction.test.js > Transaction > autoCallback', () => {
       await expect(
         h.engine.sequelize.transaction(async (t) => {
           t.afterCommit(() => {
-        calls.push('hook');
-      });
+            calls.push('hook');
+          });
           throw new Error('Rollback');
         }),
       ).rejects.toThrow('Rollback');
@@ -439,8 +440,8 @@ describe('transaction.test.js > Transaction', () => {
       h.SessionLocal.begin(async () => {
         const t = await h.engine.sequelize.transaction();
         t.afterCommit(() => {
-        calls.push('hook');
-      });
+          calls.push('hook');
+        });
         await User.create({ username: 'lost' }, { transaction: t });
         await t.commit();
         throw new Error('the session rolls back');
@@ -746,8 +747,24 @@ describe('transaction.test.js > Transaction > row locking', () => {
     await update;
     // as upstream, either order of "Done committing T1" and "Done updating via T2" is the same
     // database order (the COMMIT's reply and the unblocked UPDATE's reply race on the JS side)
-    const expected = ['Begin attempt to update via T2', 'Begin attempt to read via T1', 'Done reading via T1', 'Attempting to commit T1', 'Done committing T1', 'Done updating via T2', 'Done committing T2'];
-    const alsoAcceptable = ['Begin attempt to update via T2', 'Begin attempt to read via T1', 'Done reading via T1', 'Attempting to commit T1', 'Done updating via T2', 'Done committing T1', 'Done committing T2'];
+    const expected = [
+      'Begin attempt to update via T2',
+      'Begin attempt to read via T1',
+      'Done reading via T1',
+      'Attempting to commit T1',
+      'Done committing T1',
+      'Done updating via T2',
+      'Done committing T2',
+    ];
+    const alsoAcceptable = [
+      'Begin attempt to update via T2',
+      'Begin attempt to read via T1',
+      'Done reading via T1',
+      'Attempting to commit T1',
+      'Done updating via T2',
+      'Done committing T1',
+      'Done committing T2',
+    ];
     expect([expected, alsoAcceptable]).toContainEqual(order);
     await Promise.all([t1.close(), t2.close()]);
     expect((await h.observer.query('SELECT awesome FROM "Person"')).rows[0].awesome).toBe(false);
@@ -879,7 +896,8 @@ describe('sequelize.test.js > Sequelize > define > transaction', () => {
   });
 
   it('correctly handles multiple transactions', async () => {
-    const count = (transaction?: null) => h.engine.sequelize.query('SELECT count(*)::int AS cnt FROM "Person"', { plain: true, ...(transaction === null && { transaction }) }).then((r) => (r as { cnt: number }).cnt);
+    const count = (transaction?: null) =>
+      h.engine.sequelize.query('SELECT count(*)::int AS cnt FROM "Person"', { plain: true, ...(transaction === null && { transaction }) }).then((r) => (r as { cnt: number }).cnt);
     const t1 = h.SessionLocal();
     const t2 = h.SessionLocal();
     await t1.run(() => h.engine.sequelize.query(`INSERT INTO "Person" ("username", "createdAt", "updatedAt") VALUES ('foo', now(), now())`));
@@ -980,7 +998,11 @@ describe('sequelize/deferrable.test.js > Sequelize > Deferrable', () => {
       async (deferrable, users, tasks) => {
         const { sequelize } = h.engine;
         const DUser = sequelize.define(`DUser${seq}`, { name: DataTypes.STRING }, { tableName: users });
-        const DTask = sequelize.define(`DTask${seq}`, { title: DataTypes.STRING, user_id: { allowNull: false, type: DataTypes.INTEGER, references: { model: users, key: 'id', deferrable: deferrable as never } } }, { tableName: tasks });
+        const DTask = sequelize.define(
+          `DTask${seq}`,
+          { title: DataTypes.STRING, user_id: { allowNull: false, type: DataTypes.INTEGER, references: { model: users, key: 'id', deferrable: deferrable as never } } },
+          { tableName: tasks },
+        );
         await h.engine.autocommit(async () => {
           await DUser.sync({ force: true });
           await DTask.sync({ force: true });
@@ -997,7 +1019,9 @@ describe('sequelize/deferrable.test.js > Sequelize > Deferrable', () => {
         await h.engine.autocommit(async () => {
           await DUser.sync({ force: true });
           await DTask.sync({ force: true });
-          await sequelize.getQueryInterface().addConstraint(tasks, { fields: ['user_id'], type: 'foreign key', name: `${tasks}_user_id_fkey`, deferrable: deferrable as never, references: { table: users, field: 'id' } } as never);
+          await sequelize
+            .getQueryInterface()
+            .addConstraint(tasks, { fields: ['user_id'], type: 'foreign key', name: `${tasks}_user_id_fkey`, deferrable: deferrable as never, references: { table: users, field: 'id' } } as never);
         });
         return { Task: DTask, User: DUser };
       },

@@ -290,7 +290,13 @@ interface HookCase {
 }
 
 const hookCases: HookCase[] = [
-  { method: 'Model.bulkCreate', hooks: ['beforeBulkCreate', 'beforeCreate', 'afterCreate', 'afterBulkCreate'], optionPos: 1, model: () => User, execute: (M) => M.bulkCreate([{ name: 'bob' }], { individualHooks: true }) },
+  {
+    method: 'Model.bulkCreate',
+    hooks: ['beforeBulkCreate', 'beforeCreate', 'afterCreate', 'afterBulkCreate'],
+    optionPos: 1,
+    model: () => User,
+    execute: (M) => M.bulkCreate([{ name: 'bob' }], { individualHooks: true }),
+  },
   { method: 'Model.findAll', hooks: ['beforeFind', 'beforeFindAfterExpandIncludeAll', 'beforeFindAfterOptions'], optionPos: 0, model: () => User, execute: (M) => M.findAll() },
   { method: 'Model.findAll', hooks: ['afterFind'], optionPos: 1, model: () => User, execute: (M) => M.findAll() },
   { method: 'Model.count', hooks: ['beforeCount'], optionPos: 0, model: () => User, execute: (M) => M.count() },

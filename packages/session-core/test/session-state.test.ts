@@ -40,7 +40,11 @@ const harmless = [
 
 const comment = fc.constantFrom('', ' ', '\n', '/* c */ ', '/* a /* nested */ b */ ', '-- note\n', '--\n', '\t');
 const lead = fc.constantFrom('', 'SELECT 1; ', 'SELECT 1;', 'SELECT 2 ;\n');
-const casing = fc.constantFrom((s: string) => s, (s: string) => s.toLowerCase(), (s: string) => s.toUpperCase());
+const casing = fc.constantFrom(
+  (s: string) => s,
+  (s: string) => s.toLowerCase(),
+  (s: string) => s.toUpperCase(),
+);
 
 describe('rule 13: session-level state is recognised whatever form the SQL takes', () => {
   it('every disguise of a state-leaving statement is recognised (generated)', () => {
@@ -75,7 +79,15 @@ describe('rule 13: session-level state is recognised whatever form the SQL takes
         return rows[0]!;
       });
     const clean = await probe();
-    for (const sql of ["/* c */ SET work_mem = '7MB'", "-- c\nSET work_mem = '7MB'", "SELECT 1; SET work_mem = '7MB'", "SELECT set_config('app.tenant_id', '42', false)", 'SELECT pg_advisory_lock(42)', 'LISTEN sl_channel', "DO $$ BEGIN PERFORM set_config('app.tenant_id', '7', false); END $$"]) {
+    for (const sql of [
+      "/* c */ SET work_mem = '7MB'",
+      "-- c\nSET work_mem = '7MB'",
+      "SELECT 1; SET work_mem = '7MB'",
+      "SELECT set_config('app.tenant_id', '42', false)",
+      'SELECT pg_advisory_lock(42)',
+      'LISTEN sl_channel',
+      "DO $$ BEGIN PERFORM set_config('app.tenant_id', '7', false); END $$",
+    ]) {
       await SessionLocal.begin(() => engine.sequelize.query(sql));
       expect(await probe(), sql).toEqual(clean);
     }

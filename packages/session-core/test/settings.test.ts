@@ -17,7 +17,10 @@ describe('rule 10: transaction-local settings', () => {
     const hostile = "x'; DROP TABLE pg_class; --";
     const seen = await SessionLocal.begin(
       async () => {
-        const [rows] = (await engine.sequelize.query("SELECT current_setting('app.tenant_id') AS t, current_setting('app.note') AS n, pg_backend_pid() AS pid")) as [Array<{ t: string; n: string; pid: number }>, unknown];
+        const [rows] = (await engine.sequelize.query("SELECT current_setting('app.tenant_id') AS t, current_setting('app.note') AS n, pg_backend_pid() AS pid")) as [
+          Array<{ t: string; n: string; pid: number }>,
+          unknown,
+        ];
         return rows[0]!;
       },
       { settings: { 'app.tenant_id': '42', 'app.note': hostile } },

@@ -43,9 +43,7 @@ export async function expectClean(harness: Harness): Promise<void> {
   for (const engine of [harness.engine, ...harness.engines]) {
     expect(engine.stats().pool.inUse, 'connections still in use after the test').toBe(0);
   }
-  const { rows } = await harness.observer.query(
-    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()`,
-  );
+  const { rows } = await harness.observer.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()`);
   expect(rows[0].n, 'backends left idle in transaction').toBe(0);
 }
 

@@ -44,7 +44,7 @@ describe('transactionalFactory', () => {
     await TestSession.reset();
   });
 
-  it('checks deferred constraints at the app\'s commit, as a real COMMIT would', async () => {
+  it("checks deferred constraints at the app's commit, as a real COMMIT would", async () => {
     const error = await TestSession.begin(() => h.engine.sequelize.query('INSERT INTO note_refs (note_id) VALUES (999)')).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CommitError);
     await TestSession.begin(async () => {

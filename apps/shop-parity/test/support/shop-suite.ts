@@ -118,7 +118,10 @@ export function shopContractSuite(app: AppName): void {
     it('refuses a JSON body with invalid UTF-8 with 400 invalid_request: nothing stored, no session committed, connection released', async () => {
       const item = await newItem(3);
       const before = { stats: await stats(), item: await snapshot(db.url, item.id), items: await sql<{ n: string }>(db.url, 'SELECT count(*) AS n FROM items') };
-      for (const [path, start] of [['/items', '{"name":"'], ['/orders', `{"itemId":${item.id},"quantity":1,"name":"`]] as const) {
+      for (const [path, start] of [
+        ['/items', '{"name":"'],
+        ['/orders', `{"itemId":${item.id},"quantity":1,"name":"`],
+      ] as const) {
         // 0xFF 0xFE can never appear in UTF-8; 0xC3 0x28 is a lead byte without its continuation
         const raw = Buffer.concat([Buffer.from(start), Buffer.from([0xff, 0xfe, 0xc3, 0x28]), Buffer.from('","priceCents":1,"stock":1}')]);
         const reply = await req('POST', path, { raw, headers: { 'content-type': 'application/json; charset=utf-8' } });

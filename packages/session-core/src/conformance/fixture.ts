@@ -76,9 +76,7 @@ export class Fixture {
 
   /** Backends of the test database left `idle in transaction`. */
   async idleInTransaction(): Promise<number> {
-    const { rows } = await this.observer.query(
-      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()`,
-    );
+    const { rows } = await this.observer.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()`);
     return rows[0].n;
   }
 

@@ -97,7 +97,13 @@ export const scenarios: Scenario[] = [
       const engine = t.fx.newEngine({ pool: { max: 2 } });
       const factory = sessionmaker(engine);
       const { url } = await t.app(
-        [{ method: 'GET', path: '/noop', handler: async (ctx) => ({ status: 200, body: { session: ctx.db instanceof Session, state: ctx.db?.state, current: factory.currentOrUndefined() === ctx.db } }) }],
+        [
+          {
+            method: 'GET',
+            path: '/noop',
+            handler: async (ctx) => ({ status: 200, body: { session: ctx.db instanceof Session, state: ctx.db?.state, current: factory.currentOrUndefined() === ctx.db } }),
+          },
+        ],
         { factory },
       );
       for (let i = 0; i < 5; i++) {
