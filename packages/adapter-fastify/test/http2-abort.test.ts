@@ -58,3 +58,45 @@ it('over HTTP/2 a request the client cancels (RST_STREAM) rolls back and release
     await app.close();
   }
 });
+
+it('over HTTP/2 a failed COMMIT answers 500 (plain and hijacked replies), the process stays up (§3 rules 2, 8)', async () => {
+  await engine.autocommit(() => engine.sequelize.query('CREATE TABLE IF NOT EXISTS deferred_h2 (k int, CONSTRAINT deferred_h2_k UNIQUE (k) DEFERRABLE INITIALLY DEFERRED)'));
+  const SessionLocal = sessionmaker(engine);
+  const app = Fastify({ http2: true });
+  await app.register(fastifySessionLocal, { factory: SessionLocal });
+  app.post('/fails', async (_request, reply) => {
+    await engine.sequelize.query('INSERT INTO deferred_h2 VALUES (1), (1)');
+    return reply.code(201).send({ ok: true });
+  });
+  app.post('/fails-hijacked', async (_request, reply) => {
+    await engine.sequelize.query('INSERT INTO deferred_h2 VALUES (2), (2)');
+    reply.hijack();
+    reply.raw.writeHead(200, { 'content-type': 'text/plain' });
+    reply.raw.end('saved!');
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = app.server.address() as { port: number };
+  const client = http2.connect(`http://127.0.0.1:${port}`);
+  const post = (path: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const stream = client.request({ ':method': 'POST', ':path': path, 'content-type': 'application/json' });
+      let status = 0;
+      let body = '';
+      stream.on('response', (headers) => (status = Number(headers[':status'])));
+      stream.on('data', (chunk) => (body += chunk));
+      stream.on('end', () => resolve({ status, body }));
+      stream.on('error', reject);
+      stream.end('{}');
+    });
+  try {
+    for (const path of ['/fails', '/fails-hijacked']) {
+      const reply = await post(path);
+      expect(reply.status, path).toBe(500);
+      expect(JSON.parse(reply.body).error, path).toBe('commit_failed');
+    }
+    expect(engine.stats().pool.inUse).toBe(0);
+  } finally {
+    client.close();
+    await app.close();
+  }
+});

@@ -21,6 +21,8 @@ interface Hold {
   /** `socket.destroy()` asked for while the finished response was held (Express's finalhandler after a late throw). */
   destroyAfter: { error?: Error } | undefined;
   onResult: ((result: RequestResult) => void) | undefined;
+  /** Whether the real response has sent its headers (the getter of its prototype). */
+  sent: () => boolean;
 }
 
 /**
@@ -87,17 +89,29 @@ export function responseHolder(): (res: ServerResponse, scope: () => RequestScop
       return;
     }
     const original = Object.fromEntries([...WRITES, 'setHeader'].map((name) => [name, (res as unknown as Record<string, Method>)[name]])) as Hold['original'];
-    const hold: Hold = { scope, original, held: undefined, mode: 'idle', ended: false, status: 200, headStatus: false, headers: undefined, destroyAfter: undefined, onResult };
+    const hold: Hold = { scope, original, held: undefined, mode: 'idle', ended: false, status: 200, headStatus: false, headers: undefined, destroyAfter: undefined, onResult, sent: () => false };
     (res as HeldResponse)[HOLD] = hold;
     Object.assign(res, wrappers);
+    // the response's own getter (HTTP/1 reads `_header`; HTTP/2's `_header` reads `headersSent` back)
+    const sent = headersSentOf(res);
     Object.defineProperty(res, 'headersSent', {
       configurable: true,
       get(this: HeldResponse) {
         const own = this[HOLD];
-        return (own.ended && own.mode === 'hold') || Boolean((this as unknown as { _header?: unknown })._header);
+        return (own.ended && own.mode === 'hold') || sent();
       },
     });
+    hold.sent = sent;
   };
+}
+
+/** The `headersSent` getter of the response's prototype chain, bound to it. */
+function headersSentOf(res: ServerResponse): () => boolean {
+  for (let proto = Object.getPrototypeOf(res); proto; proto = Object.getPrototypeOf(proto)) {
+    const getter = Object.getOwnPropertyDescriptor(proto, 'headersSent')?.get;
+    if (getter) return () => Boolean(getter.call(res));
+  }
+  return () => Boolean((res as unknown as { _header?: unknown })._header);
 }
 
 /** While the finished response is held, a `socket.destroy()` waits until it has been written. */
@@ -134,7 +148,7 @@ async function release(res: ServerResponse, hold: Hold, scope: RequestScope, sta
   const { original } = hold;
   const held = hold.held ?? [];
   hold.held = undefined;
-  if (response && !(res as unknown as { _header?: unknown })._header) {
+  if (response && !hold.sent()) {
     writeError(res, original, response);
     hold.mode = 'discard';
     res.emit('drain'); // a writer waiting for 'drain' goes on; its writes are dropped
