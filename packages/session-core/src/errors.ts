@@ -10,6 +10,7 @@ export type SessionLocalErrorCode =
   | 'TRANSACTION_ABORTED'
   | 'TRANSACTION_ENDED'
   | 'NESTED_TRANSACTION_REFUSED'
+  | 'RAW_TRANSACTION_CONTROL'
   | 'REPLY_TIMEOUT'
   | 'COMMIT_OUTCOME_UNKNOWN';
 
@@ -165,6 +166,19 @@ export class TransactionEndedError extends SessionLocalError {
       'TRANSACTION_ENDED',
       `A transaction of session ${sessionId} was used after it ended (${finished ?? 'closed'}); a statement with it would run in another transaction. Pass no transaction option (the statement joins the current session) or use session.transaction().`,
     );
+  }
+}
+
+/** Raw transaction control (`COMMIT`, `ROLLBACK`, `BEGIN`, …) sent as a statement of a session: refused before it is sent. */
+export class RawTransactionControlError extends SessionLocalError {
+  readonly statement: string;
+
+  constructor(sessionId: number, statement: string) {
+    super(
+      'RAW_TRANSACTION_CONTROL',
+      `A ${statement} statement was sent inside session ${sessionId}: it would end or nest the session's transaction behind its back, and the statements after it would autocommit. Use session.commit() / session.rollback(), sequelize.transaction(cb) for a savepoint, or run it outside the session ({ transaction: null }).`,
+    );
+    this.statement = statement;
   }
 }
 

@@ -16,6 +16,7 @@ export {
   TransactionAbortedError,
   TransactionEndedError,
   NestedTransactionError,
+  RawTransactionControlError,
   sqlState,
   type SessionLocalErrorCode,
 } from './errors.js';

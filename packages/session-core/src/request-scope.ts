@@ -1,5 +1,5 @@
 import { checkSettings } from './config.js';
-import { CommitError, CommitOutcomeUnknownError, ConfigError as SessionLocalConfigError, PoolTimeoutError, ReplyTimeoutError, SessionLocalError } from './errors.js';
+import { CommitError, CommitOutcomeUnknownError, EngineDisposedError, ConfigError as SessionLocalConfigError, PoolTimeoutError, ReplyTimeoutError, SessionLocalError } from './errors.js';
 import type { Scope } from './scope.js';
 import type { Session } from './session.js';
 import type { SessionFactory } from './sessionmaker.js';
@@ -179,6 +179,11 @@ export class RequestScope {
     try {
       const error = outcome.error ?? this.failure;
       if (error !== undefined) return { committed: false, error };
+      // the engine was disposed under the request: its work was rolled back, the client must not get the handler's answer
+      if (session.terminated) {
+        const disposed = new EngineDisposedError();
+        return { committed: false, error: disposed, response: httpErrorFor(disposed) };
+      }
       // the handler closed the session itself (an explicit rollback): its response stands, nothing to commit
       if (session.state === 'closed' || this.aborted || !this.commitWhen(outcome.status)) return { committed: false };
       await session.commitSealed();
@@ -310,6 +315,7 @@ export function httpErrorFor(error: unknown): HttpError | undefined {
     return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'database_busy', message: 'The database is busy; retry shortly.' } };
   }
   if (found instanceof CommitError) return COMMIT_FAILED;
+  if (found instanceof EngineDisposedError) return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'shutting_down', message: 'The server is shutting down; nothing of this request was saved. Retry shortly.' } };
   if (found instanceof ReplyTimeoutError)
     return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'database_unavailable', message: 'The database did not answer in time; retry shortly.' } };
   if (found instanceof CommitOutcomeUnknownError)

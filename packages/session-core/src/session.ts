@@ -1,12 +1,12 @@
 import { Transaction, type Model } from 'sequelize';
 import type { Engine, PooledConnection } from './engine.js';
-import { CommitError, CommitOutcomeUnknownError, NestedTransactionError, SessionClosedError, TransactionAbortedError, TransactionEndedError, type SessionLocalError } from './errors.js';
+import { CommitError, CommitOutcomeUnknownError, NestedTransactionError, RawTransactionControlError, SessionClosedError, TransactionAbortedError, TransactionEndedError, type SessionLocalError } from './errors.js';
 import { expire, unexpire } from './expire.js';
 import { setOwner } from './owner.js';
 import { lostUnanswered, sendWithBegin, settledStatus, transactionStatus } from './pipelined-begin.js';
 import type { ResolvedSessionOptions, SessionFactory } from './sessionmaker.js';
 import { handOver, serial } from './serial.js';
-import { mayLeaveSessionState } from './session-state.js';
+import { mayLeaveSessionState, transactionControlIn } from './session-state.js';
 import { poolTransport, type SessionTransport } from './transport.js';
 
 /** `idle`: no transaction; `active`: in a transaction; `failed`: a statement failed, roll back; `closed`. */
@@ -99,6 +99,8 @@ export class Session {
   private closing: Promise<void> | undefined;
   /** The owner is ending the session (a request scope commits or rolls back): new statements are refused. */
   private sealed = false;
+  /** @internal Closed by its engine (dispose), not by its owner: a request answering afterwards must not claim success. */
+  terminated = false;
   /** A COMMIT or ROLLBACK in flight (state `ending`): close() waits for it. */
   private settling: Promise<unknown> | undefined;
 
@@ -410,6 +412,8 @@ export class Session {
       const life = this.life;
       const text = typeof sql === 'string' ? sql : '';
       if (life.kind === 'failed' && !ROLLBACK_TO.test(text)) throw new TransactionAbortedError(this.id, life.failure);
+      const control = text ? transactionControlIn(text) : undefined;
+      if (control) throw new RawTransactionControlError(this.id, control);
       // decided before sending: a statement that fails half-way (`SELECT pg_advisory_lock(1); SELECT 1/0`) may still leave state
       if (!held.dirty && mayLeaveSessionState(text)) held.dirty = true;
       const connection = held.connection;
@@ -448,6 +452,7 @@ export class Session {
 
   /** @internal Close immediately by destroying the connection (the server rolls back). Used by dispose. */
   async terminate(): Promise<void> {
+    this.terminated = true;
     await this.settled();
     await this.settle(() => this.rollbackNow(true));
     await this.close();

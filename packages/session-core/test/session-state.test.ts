@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createEngine, sessionmaker } from '../src/index.js';
-import { mayLeaveSessionState } from '../src/session-state.js';
+import { RawTransactionControlError, createEngine, sessionmaker } from '../src/index.js';
+import { mayLeaveSessionState, transactionControlIn } from '../src/session-state.js';
 import { useDatabase } from './support.js';
 
 const h = useDatabase();
@@ -24,6 +24,8 @@ const leaving = [
   'CREATE TEMP TABLE t (n int)',
   'CREATE TEMPORARY TABLE t (n int)',
   "DO $$ BEGIN PERFORM set_config('a.b', 'c', false); END $$",
+  "DO $body$ BEGIN EXECUTE 'SET work_mem = ''7MB'''; END $body$",
+  'SELECT 1 AS n INTO TEMP t',
 ];
 const harmless = [
   'SELECT 1',
@@ -36,6 +38,8 @@ const harmless = [
   'SELECT pg_try_advisory_xact_lock(42)',
   'INSERT INTO settings (name) VALUES ($1) RETURNING id',
   'UPDATE "Items" SET "name" = $1 WHERE "id" = $2',
+  "INSERT INTO notes (body) VALUES ('a; SET work_mem = 1; COMMIT')",
+  'SELECT 1 AS "; SET x = 1"',
 ];
 
 const comment = fc.constantFrom('', ' ', '\n', '/* c */ ', '/* a /* nested */ b */ ', '-- note\n', '--\n', '\t');
@@ -45,6 +49,40 @@ const casing = fc.constantFrom(
   (s: string) => s.toLowerCase(),
   (s: string) => s.toUpperCase(),
 );
+
+describe('raw transaction control inside a session is refused before it is sent (§6: no statement runs outside its session)', () => {
+  it('COMMIT, ROLLBACK, BEGIN, END, ABORT in any disguise are found; ROLLBACK TO SAVEPOINT, data and function bodies are not (generated)', () => {
+    const control = ['COMMIT', 'COMMIT AND CHAIN', 'END', 'ROLLBACK', 'ABORT', 'BEGIN', 'START TRANSACTION', 'PREPARE TRANSACTION \'x\'', "INSERT INTO t VALUES ('a'); COMMIT; INSERT INTO t VALUES ('b')"];
+    const fine = ['ROLLBACK TO SAVEPOINT "sp-1"', 'SAVEPOINT "sp-1"', 'RELEASE SAVEPOINT "sp-1"', "INSERT INTO t VALUES ('x; COMMIT')", 'CREATE OR REPLACE FUNCTION pg_temp.f() RETURNS int AS $f$ BEGIN RETURN 1; END $f$ LANGUAGE plpgsql; SELECT pg_temp.f()', 'SELECT "commit" FROM t'];
+    fc.assert(
+      fc.property(fc.constantFrom(...control), comment, lead, casing, (statement, before, prefix, cased) => {
+        expect(transactionControlIn(`${before}${prefix}${cased(statement)}`)).toBeDefined();
+      }),
+      { numRuns: 300 },
+    );
+    fc.assert(
+      fc.property(fc.constantFrom(...fine), comment, fc.constantFrom('', 'SELECT 1; '), (statement, before, prefix) => {
+        expect(transactionControlIn(`${before}${prefix}${statement}`)).toBeUndefined();
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('a multi-statement text with a COMMIT inside is refused: nothing after it autocommits, the session rolls back as a whole', async () => {
+    const engine = createEngine(h.db.url, { pool: { max: 1 } });
+    h.engines.push(engine);
+    const SessionLocal = sessionmaker(engine);
+    await engine.autocommit(() => engine.sequelize.query('CREATE TABLE IF NOT EXISTS raw_control (v text)'));
+    const error = await SessionLocal.begin(async () => {
+      await engine.sequelize.query("INSERT INTO raw_control VALUES ('before')");
+      await engine.sequelize.query("INSERT INTO raw_control VALUES ('a'); COMMIT; INSERT INTO raw_control VALUES ('b')");
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RawTransactionControlError);
+    expect((error as RawTransactionControlError).statement).toBe('COMMIT');
+    const [rows] = await engine.autocommit(() => engine.sequelize.query('SELECT count(*)::int AS n FROM raw_control'));
+    expect((rows as Array<{ n: number }>)[0]!.n).toBe(0);
+  });
+});
 
 describe('rule 13: session-level state is recognised whatever form the SQL takes', () => {
   it('every disguise of a state-leaving statement is recognised (generated)', () => {

@@ -272,4 +272,34 @@ export const hostileScenarios: Scenario[] = [
       await until(() => JSON.stringify(errors).includes('COMMIT_FAILED'), 'the failed COMMIT in the framework error reporting');
     },
   },
+  {
+    rules: [2, 6],
+    name: 'engine.dispose() under a request in flight: its work is rolled back and the client gets 503, never the handler 2xx',
+    async run(t) {
+      const engine = t.fx.newEngine({ pool: { max: 2 } });
+      const factory = sessionmaker(engine);
+      const { url } = await t.app(
+        [
+          {
+            method: 'POST',
+            path: '/slow-write',
+            handler: async (ctx) => {
+              await insert(factory, label(ctx));
+              await sleep(400);
+              return { status: 201, body: { ok: true } };
+            },
+          },
+        ],
+        { factory },
+      );
+      const name = uniqueLabel('dispose');
+      const pending = request(url, `/slow-write?label=${name}`, { method: 'POST' });
+      await sleep(150);
+      await engine.dispose({ timeoutMs: 50 });
+      const reply = await pending;
+      expect(reply.status).toBe(503);
+      expect(reply.json?.error).toBe('shutting_down');
+      expect(await t.fx.count('conf_items', name)).toBe(0);
+    },
+  },
 ];
