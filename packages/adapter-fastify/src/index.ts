@@ -9,6 +9,7 @@ import {
   requestProperty,
   responseHolder,
   routeOptionsResolver,
+  type RequestResult,
   type RequestScope,
   type RequestSessionOptions,
   type RouteSessionOptions,
@@ -46,7 +47,6 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
   const report = (request: FastifyRequest) => (error: unknown) => request.log.error({ err: error }, 'sessionlocal: COMMIT failed');
   const routes = routeOptionsResolver(options);
   fastify.addHook('onRoute', (route) => routes.check((route.config as { sessionLocal?: FastifySessionLocalRouteOptions } | undefined)?.sessionLocal));
-
   // Open the scope and run the rest of the request in it; a hijacked reply's raw writes wait for COMMIT.
   fastify.addHook('onRequest', (request, reply, next) => {
     const resolved = routes.resolve(request.routeOptions.config);
@@ -54,15 +54,11 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
     requestProperty(request, name, scope?.session);
     if (!scope) return next();
     scopes.set(request, scope);
-    hold(
-      reply.raw,
-      () => scope,
-      (result) => reportCommitFailure(options, request, result, report(request)),
-    );
+    const onResult = (result: RequestResult) => reportCommitFailure(options, request, result, report(request));
+    hold(reply.raw, () => scope, onResult);
     scope.watch(reply.raw);
     scope.run(next);
   });
-
   // The content-type parser continues from the request stream's events: re-enter after it (a request without a body never left the scope).
   fastify.addHook('preValidation', (request, _reply, next) => {
     const parsed = request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined;
@@ -105,7 +101,6 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
       next(null, rendered.body);
     }, next);
   });
-
   done();
 };
 
