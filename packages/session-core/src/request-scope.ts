@@ -315,7 +315,8 @@ export function httpErrorFor(error: unknown): HttpError | undefined {
     return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'database_busy', message: 'The database is busy; retry shortly.' } };
   }
   if (found instanceof CommitError) return COMMIT_FAILED;
-  if (found instanceof EngineDisposedError) return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'shutting_down', message: 'The server is shutting down; nothing of this request was saved. Retry shortly.' } };
+  if (found instanceof EngineDisposedError)
+    return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'shutting_down', message: 'The server is shutting down; nothing of this request was saved. Retry shortly.' } };
   if (found instanceof ReplyTimeoutError)
     return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'database_unavailable', message: 'The database did not answer in time; retry shortly.' } };
   if (found instanceof CommitOutcomeUnknownError)

@@ -23,7 +23,8 @@ function withoutComments(sql: string): string {
   return sql.includes('--') || sql.includes('/*') ? sql.replace(/\/\*[\s\S]*?\*\/|--[^\n]*/g, ' ') : sql;
 }
 
-const SESSION_STATEMENT = /^\s*(SELECT\b[\s\S]*\bINTO\s+(TEMP|TEMPORARY)\b|RESET\b|SET\s+(?!LOCAL\b|TRANSACTION\b|CONSTRAINTS\b)|LISTEN\b|PREPARE\b|DECLARE\b[\s\S]*\bWITH\s+HOLD\b|CREATE\s+(GLOBAL\s+|LOCAL\s+)?(TEMP|TEMPORARY)\b|DO\b)/i;
+const SESSION_STATEMENT =
+  /^\s*(SELECT\b[\s\S]*\bINTO\s+(TEMP|TEMPORARY)\b|RESET\b|SET\s+(?!LOCAL\b|TRANSACTION\b|CONSTRAINTS\b)|LISTEN\b|PREPARE\b|DECLARE\b[\s\S]*\bWITH\s+HOLD\b|CREATE\s+(GLOBAL\s+|LOCAL\s+)?(TEMP|TEMPORARY)\b|DO\b)/i;
 /** `set_config(name, value, x)` with `x` anything but the literal `true`. */
 const SET_CONFIG_NOT_LOCAL = /\bset_config\s*\((?![^()]*,[^()]*,\s*true\s*\))/i;
 const SESSION_ADVISORY_LOCK = /\bpg_(try_)?advisory_lock(_shared)?\s*\(/i;
@@ -56,7 +57,7 @@ export function skeleton(sql: string): string {
         i += 2;
       }
       out += ' ';
-    } else if (c === "'" ) {
+    } else if (c === "'") {
       const escapes = /[eE]/.test(sql[i - 1] ?? '') && !/[\w$]/.test(sql[i - 2] ?? '');
       i++;
       while (i < n) {

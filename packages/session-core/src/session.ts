@@ -1,6 +1,15 @@
 import { Transaction, type Model } from 'sequelize';
 import type { Engine, PooledConnection } from './engine.js';
-import { CommitError, CommitOutcomeUnknownError, NestedTransactionError, RawTransactionControlError, SessionClosedError, TransactionAbortedError, TransactionEndedError, type SessionLocalError } from './errors.js';
+import {
+  CommitError,
+  CommitOutcomeUnknownError,
+  NestedTransactionError,
+  RawTransactionControlError,
+  SessionClosedError,
+  TransactionAbortedError,
+  TransactionEndedError,
+  type SessionLocalError,
+} from './errors.js';
 import { expire, unexpire } from './expire.js';
 import { setOwner } from './owner.js';
 import { lostUnanswered, sendWithBegin, settledStatus, transactionStatus } from './pipelined-begin.js';

@@ -52,8 +52,25 @@ const casing = fc.constantFrom(
 
 describe('raw transaction control inside a session is refused before it is sent (§6: no statement runs outside its session)', () => {
   it('COMMIT, ROLLBACK, BEGIN, END, ABORT in any disguise are found; ROLLBACK TO SAVEPOINT, data and function bodies are not (generated)', () => {
-    const control = ['COMMIT', 'COMMIT AND CHAIN', 'END', 'ROLLBACK', 'ABORT', 'BEGIN', 'START TRANSACTION', 'PREPARE TRANSACTION \'x\'', "INSERT INTO t VALUES ('a'); COMMIT; INSERT INTO t VALUES ('b')"];
-    const fine = ['ROLLBACK TO SAVEPOINT "sp-1"', 'SAVEPOINT "sp-1"', 'RELEASE SAVEPOINT "sp-1"', "INSERT INTO t VALUES ('x; COMMIT')", 'CREATE OR REPLACE FUNCTION pg_temp.f() RETURNS int AS $f$ BEGIN RETURN 1; END $f$ LANGUAGE plpgsql; SELECT pg_temp.f()', 'SELECT "commit" FROM t'];
+    const control = [
+      'COMMIT',
+      'COMMIT AND CHAIN',
+      'END',
+      'ROLLBACK',
+      'ABORT',
+      'BEGIN',
+      'START TRANSACTION',
+      "PREPARE TRANSACTION 'x'",
+      "INSERT INTO t VALUES ('a'); COMMIT; INSERT INTO t VALUES ('b')",
+    ];
+    const fine = [
+      'ROLLBACK TO SAVEPOINT "sp-1"',
+      'SAVEPOINT "sp-1"',
+      'RELEASE SAVEPOINT "sp-1"',
+      "INSERT INTO t VALUES ('x; COMMIT')",
+      'CREATE OR REPLACE FUNCTION pg_temp.f() RETURNS int AS $f$ BEGIN RETURN 1; END $f$ LANGUAGE plpgsql; SELECT pg_temp.f()',
+      'SELECT "commit" FROM t',
+    ];
     fc.assert(
       fc.property(fc.constantFrom(...control), comment, lead, casing, (statement, before, prefix, cased) => {
         expect(transactionControlIn(`${before}${prefix}${cased(statement)}`)).toBeDefined();
