@@ -74,6 +74,8 @@ export function instrument(factory: SessionFactory, options: InstrumentOptions =
   const base: Attributes = { 'db.system.name': 'postgresql', 'db.system': 'postgresql', ...target.attributes };
 
   const onBegin = ({ sessionId, durationMs, readOnly, isolationLevel }: { sessionId: number; durationMs: number; readOnly: boolean; isolationLevel: string | undefined }) => {
+    waitTime.record(durationMs / 1000, pool);
+    if (open.has(sessionId)) return; // a later transaction of the same session: one span per session
     const resolved = { readOnly, isolationLevel };
     // no context argument: the context of the session's first statement, so the caller's span
     // (e.g. the HTTP request's) is the parent
@@ -89,7 +91,6 @@ export function instrument(factory: SessionFactory, options: InstrumentOptions =
       },
     });
     open.set(sessionId, { span, acquiredAt: performance.now(), outcome: undefined });
-    waitTime.record(durationMs / 1000, pool);
   };
   const onCommit = ({ sessionId, durationMs }: { sessionId: number; durationMs: number }) => {
     commits.add(1, pool);
@@ -120,10 +121,11 @@ export function instrument(factory: SessionFactory, options: InstrumentOptions =
     entry.span.recordException(error instanceof Error ? error : new Error(String(error)));
     entry.span.addEvent('sessionlocal.hook_failed', { 'sessionlocal.hook.phase': phase });
   };
-  const onClose = ({ sessionId }: { sessionId: number }) => {
+  const onClose = ({ sessionId, transactions, savepoints }: { sessionId: number; transactions: number; savepoints: number }) => {
     const entry = open.get(sessionId);
     if (!entry) return; // never queried: no span
     open.delete(sessionId);
+    entry.span.setAttributes({ 'sessionlocal.session.transactions': transactions, 'sessionlocal.session.savepoints': savepoints });
     useTime.record((performance.now() - entry.acquiredAt) / 1000, pool);
     entry.span.setAttribute('sessionlocal.session.outcome', entry.outcome ?? 'rollback');
     entry.span.end();

@@ -61,6 +61,27 @@ describe('session spans', () => {
     expect(span!.status.code).toBe(SpanStatusCode.UNSET);
   });
 
+  it('the span counts the transactions and savepoints of the session', async () => {
+    const session = SessionLocal();
+    let committedAt = 0;
+    await session.run(async () => {
+      await engine.sequelize.query('SELECT 1');
+      await engine.sequelize.transaction(async () => {
+        await engine.sequelize.transaction(() => engine.sequelize.query('SELECT 2'));
+      });
+      await session.commit();
+      committedAt = Date.now();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await engine.sequelize.query('SELECT 3');
+    });
+    await session.close();
+    const spans = await otel.sessionSpans();
+    expect(spans).toHaveLength(1); // one span for the session, not one per transaction
+    const [seconds, nanos] = spans[0]!.startTime;
+    expect(seconds * 1000 + nanos / 1e6).toBeLessThan(committedAt); // it began with the first transaction
+    expect(spans[0]!.attributes).toMatchObject({ 'sessionlocal.session.transactions': 2, 'sessionlocal.session.savepoints': 2 });
+  });
+
   it('statements run with the session span active, so pg statement spans are its children', async () => {
     const { trace } = await import('@opentelemetry/api');
     const active: Array<string | undefined> = [];

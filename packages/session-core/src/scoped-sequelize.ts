@@ -81,6 +81,7 @@ export function scopedSequelizeClass(engine: Engine, Base: typeof Sequelize = Se
         throw error;
       }
       if (session) {
+        session.counts.savepoints++;
         leave?.(transaction);
         deferToSession(this, transaction as Internal, () => leave?.());
       }

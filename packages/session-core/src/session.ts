@@ -108,6 +108,8 @@ export class Session {
   private closing: Promise<void> | undefined;
   /** The owner is ending the session (a request scope commits or rolls back): new statements are refused. */
   private sealed = false;
+  /** @internal Transactions begun and savepoints made over the session's life (reported with `close`). */
+  readonly counts = { transactions: 0, savepoints: 0 };
   /** @internal Closed by its engine (dispose), not by its owner: a request answering afterwards must not claim success. */
   terminated = false;
   /** A COMMIT or ROLLBACK in flight (state `ending`): close() waits for it. */
@@ -477,6 +479,7 @@ export class Session {
     if (from.kind === 'acquiring' && next.kind === 'active') {
       this.engine.holding.add(this);
       this.engine.counters.opened++;
+      this.counts.transactions++;
       this.emit('begin', { sessionId: this.id, durationMs: performance.now() - next.held.acquiredAt, readOnly: this.options.readOnly, isolationLevel: this.options.isolationLevel });
     } else if (from.kind === 'ending' && next.kind === 'idle') {
       const { held } = from;
@@ -496,7 +499,7 @@ export class Session {
       }
     } else if (next.kind === 'closed') {
       this.controller?.abort(new SessionClosedError(this.id));
-      this.emit('close', { sessionId: this.id });
+      this.emit('close', { sessionId: this.id, ...this.counts });
     }
   }
 

@@ -39,7 +39,8 @@ export interface SessionEvents {
   begin: { sessionId: number; durationMs: number; readOnly: boolean; isolationLevel: string | undefined };
   commit: { sessionId: number; durationMs: number };
   rollback: { sessionId: number; durationMs: number; reason?: unknown };
-  close: { sessionId: number };
+  /** `transactions` begun and `savepoints` made over the session's life. */
+  close: { sessionId: number; transactions: number; savepoints: number };
   leak: { sessionId: number; heldMs: number; stack: string | undefined };
   /** A hook failed, or (`phase: 'commit'`) a COMMIT's outcome is unknown (`CommitOutcomeUnknownError`). */
   error: { sessionId: number; error: unknown; phase: 'afterCommit' | 'afterRollback' | 'commit' };
