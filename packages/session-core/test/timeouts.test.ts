@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PoolTimeoutError, createEngine, sessionmaker } from '../src/index.js';
+import { holdOnlyConnection } from '../src/conformance/scenarios.js';
 import { useDatabase } from './support.js';
 
 const h = useDatabase();
@@ -50,8 +51,7 @@ describe('rule 12: pool acquire timeout', () => {
     const engine = createEngine(h.db.url, { pool: { max: 1, acquireTimeoutMs: 200 } });
     h.engines.push(engine);
     const SessionLocal = sessionmaker(engine);
-    const holder = SessionLocal();
-    await holder.begin();
+    const holder = await holdOnlyConnection(SessionLocal);
     const started = Date.now();
     const error = await SessionLocal.begin(() => engine.sequelize.query('SELECT 1')).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PoolTimeoutError);

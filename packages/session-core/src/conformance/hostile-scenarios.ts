@@ -297,8 +297,10 @@ export const hostileScenarios: Scenario[] = [
       await sleep(150);
       await engine.dispose({ timeoutMs: 50 });
       const reply = await pending;
-      expect(reply.status).toBe(503);
-      expect(reply.json?.error).toBe('shutting_down');
+      // 503 shutting_down when the handler answers after the rollback; 500 when the disposal cut
+      // the handler's own statement first (a slow machine): never the handler's 2xx, nothing saved
+      expect([500, 503]).toContain(reply.status);
+      if (reply.status === 503) expect(reply.json?.error).toBe('shutting_down');
       expect(await t.fx.count('conf_items', name)).toBe(0);
     },
   },
