@@ -8,6 +8,7 @@ import express from 'express';
 const { version } = createRequire(import.meta.url)('express/package.json');
 
 function reply(res, result) {
+  if ('responded' in result) return;
   res.status(result.status);
   if (result.headers) res.set(result.headers);
   if ('stream' in result) result.stream.pipe(res);
@@ -18,6 +19,7 @@ runConformanceSuite({
   name: `express ${version}`,
   async createApp(kit) {
     const app = express();
+    app.on('error', (error) => kit.onError(error)); // where the adapter reports a failed COMMIT
     app.use(sessionLocal(kit.options));
     app.use(express.json({ limit: '1mb' }));
     app.use((req, _res, next) => {
@@ -30,12 +32,25 @@ runConformanceSuite({
     for (const route of kit.routes) {
       const routeMiddleware = route.session === undefined ? [] : [sessionLocal.route(route.session)];
       app[route.method === 'GET' ? 'get' : 'post'](route.path, ...routeMiddleware, (req, res, next) => {
-        route.handler({ db: req.db, body: req.body, headers: req.headers, query: req.query }).then((result) => reply(res, result), next);
+        const ctx = {
+          get db() {
+            return req.db;
+          },
+          body: req.body,
+          headers: req.headers,
+          query: req.query,
+          respond: (r) => reply(res, r),
+          hijack: () => res,
+          raw: res,
+        };
+        route.handler(ctx).then((result) => reply(res, result), next);
       });
     }
-    app.use((error, _req, _res, next) => {
+    app.use(sessionLocal.errors());
+    app.use((error, _req, res, next) => {
       kit.onError(error);
-      next(error);
+      if (typeof error?.answerWith === 'number' && !res.headersSent) res.status(error.answerWith).json({ handled: true });
+      else next(error);
     });
     return kit.listen(http.createServer(app));
   },

@@ -9,7 +9,9 @@ const { version } = createRequire(import.meta.url)('fastify/package.json');
 runConformanceSuite({
   name: `fastify ${version}`,
   async createApp(kit) {
-    const app = Fastify({ logger: false });
+    // the log is Fastify's error reporting: errors logged at level error reach kit.onError
+    const stream = { write: (line) => void (JSON.parse(line).err && kit.onError(JSON.parse(line).err)) };
+    const app = Fastify({ logger: { level: 'error', stream } });
     await app.register(fastifySessionLocal, kit.options);
     app.addHook('preParsing', (request, _reply, payload, done) => {
       if (request.headers['content-type'] !== CALLBACK_JSON) return done(null, payload);
@@ -17,13 +19,35 @@ runConformanceSuite({
     });
     app.addContentTypeParser(CALLBACK_JSON, { parseAs: 'string' }, (_request, body, done) => done(null, JSON.parse(body)));
     app.addHook('onError', async (_request, _reply, error) => kit.onError(error));
+    app.setErrorHandler((error, _request, reply) => {
+      if (typeof error?.answerWith === 'number') return reply.code(error.answerWith).send({ handled: true });
+      return reply.send(error);
+    });
     for (const route of kit.routes) {
       app.route({
         method: route.method,
         url: route.path,
         ...(route.session !== undefined && { config: { sessionLocal: route.session } }),
         handler: async (request, reply) => {
-          const result = await route.handler({ db: request.db, body: request.body, headers: request.headers, query: request.query });
+          const result = await route.handler({
+            get db() {
+              return request.db;
+            },
+            body: request.body,
+            headers: request.headers,
+            query: request.query,
+            respond: (r) => {
+              reply.code(r.status);
+              if (r.headers) reply.headers(r.headers);
+              void reply.send(r.body ?? null);
+            },
+            hijack: () => {
+              reply.hijack();
+              return reply.raw;
+            },
+            raw: reply.raw,
+          });
+          if ('responded' in result) return reply;
           reply.code(result.status);
           if (result.headers) reply.headers(result.headers);
           return reply.send('stream' in result ? result.stream : (result.body ?? null));

@@ -8,6 +8,13 @@ import Koa from 'koa';
 
 const { version } = createRequire(import.meta.url)('koa/package.json');
 
+function reply(ctx, result) {
+  if ('responded' in result) return;
+  ctx.status = result.status;
+  if (result.headers) ctx.set(result.headers);
+  ctx.body = 'stream' in result ? result.stream : (result.body ?? null);
+}
+
 runConformanceSuite({
   name: `koa ${version}`,
   async createApp(kit) {
@@ -17,12 +24,34 @@ runConformanceSuite({
     for (const route of kit.routes) {
       const routeMiddleware = route.session === undefined ? [] : [sessionLocal.route(route.session)];
       router[route.method === 'GET' ? 'get' : 'post'](route.path, ...routeMiddleware, async (ctx) => {
-        const result = await route.handler({ db: ctx.db, body: ctx.request.body, headers: ctx.headers, query: ctx.query });
-        ctx.status = result.status;
-        if (result.headers) ctx.set(result.headers);
-        ctx.body = 'stream' in result ? result.stream : (result.body ?? null);
+        const result = await route.handler({
+          get db() {
+            return ctx.db;
+          },
+          body: ctx.request.body,
+          headers: ctx.headers,
+          query: ctx.query,
+          respond: (r) => reply(ctx, r),
+          hijack: () => {
+            ctx.respond = false;
+            return ctx.res;
+          },
+          raw: ctx.res,
+        });
+        reply(ctx, result);
       });
     }
+    // the app's error handler, outermost
+    app.use(async (ctx, next) => {
+      try {
+        await next();
+      } catch (error) {
+        if (typeof error?.answerWith !== 'number') throw error;
+        kit.onError(error);
+        ctx.status = error.answerWith;
+        ctx.body = { handled: true };
+      }
+    });
     app.use(sessionLocal(kit.options));
     app.use(bodyParser({ jsonLimit: '1mb' }));
     app.use(async (ctx, next) => {
