@@ -41,21 +41,24 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
   }
   fastify.decorateRequest(name, null);
   const scopes = new WeakMap<FastifyRequest, RequestScope>();
-  /** Requests whose response is already decided (first onSend), with its status: a late error must not answer again. */
-  const sending = new WeakMap<FastifyRequest, number>();
+  const sending = new WeakMap<FastifyRequest, number>(); // response decided (first onSend), its status: a late error must not answer again
   const hold = responseHolder();
   const report = (request: FastifyRequest) => (error: unknown) => request.log.error({ err: error }, 'sessionlocal: COMMIT failed');
   const routes = routeOptionsResolver(options);
   fastify.addHook('onRoute', (route) => routes.check((route.config as { sessionLocal?: FastifySessionLocalRouteOptions } | undefined)?.sessionLocal));
-  // Open the scope and run the rest of the request in it; a hijacked reply's raw writes wait for COMMIT.
   fastify.addHook('onRequest', (request, reply, next) => {
     const resolved = routes.resolve(request.routeOptions.config);
     const scope = resolved === false ? undefined : openRequestScope(resolved, request);
     requestProperty(request, name, scope?.session);
     if (!scope) return next();
     scopes.set(request, scope);
+    // only a hijacked reply writes the raw response itself: hold it then (not on every request)
+    const hijack = reply.hijack;
     const onResult = (result: RequestResult) => reportCommitFailure(options, request, result, report(request));
-    hold(reply.raw, () => scope, onResult);
+    reply.hijack = () => {
+      hold(reply.raw, () => scope, onResult);
+      return hijack.call(reply);
+    };
     scope.watch(reply.raw);
     scope.run(next);
   });
@@ -82,8 +85,7 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
     if (!scope) return next(null, payload);
     sending.set(request, reply.statusCode);
     if (scope.finish === 'after-response' || scope.endIfUntouched()) return next(null, payload);
-    // the answer as the handler gave it (a late error's handler may change the reply meanwhile)
-    const status = reply.statusCode;
+    const status = reply.statusCode; // as the handler gave it (a late error's handler may change the reply meanwhile)
     const headers = reply.getHeaders();
     scope.end({ status }).then((result) => {
       const { response } = result;
@@ -92,8 +94,7 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
         return next(null, payload);
       }
       reportCommitFailure(options, request, result, report(request));
-      const stream = payload as { destroy?: () => void } | null;
-      if (typeof stream?.destroy === 'function') stream.destroy();
+      (payload as { destroy?: () => void } | null)?.destroy?.();
       const rendered = renderHttpError(response);
       sending.set(request, rendered.status);
       for (const header of Object.keys(reply.getHeaders())) reply.removeHeader(header);

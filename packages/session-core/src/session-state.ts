@@ -1,3 +1,8 @@
+/** Cheap first look: a text without any of these words cannot leave session-level state. */
+const MAYBE_STATE = /set|reset|listen|prepare|declare|temp|\bdo\b|advisory/i;
+/** Cheap first look for transaction control. */
+const MAYBE_CONTROL = /commit|\bend\b|abort|begin|rollback|start\s+transaction|prepare\s+transaction/i;
+
 /**
  * Whether a statement's text may leave session-level state on its connection (state that
  * outlives the transaction and would reach the next user of the pooled connection). Conservative:
@@ -12,6 +17,7 @@
  * these inside (`SELECT my_function()`): its text shows nothing (docs/semantics.md, rule 13).
  */
 export function mayLeaveSessionState(sql: string): boolean {
+  if (!MAYBE_STATE.test(sql)) return false;
   // set_config's arguments are literals: look for it in the text with comments only removed
   if (SET_CONFIG_NOT_LOCAL.test(withoutComments(sql)) || SESSION_ADVISORY_LOCK.test(sql)) return true;
   const text = skeleton(sql);
@@ -99,6 +105,7 @@ const TRANSACTION_CONTROL = /^\s*(COMMIT|END|ABORT|BEGIN|START\s+TRANSACTION|ROL
  * the statements after it would autocommit.
  */
 export function transactionControlIn(sql: string): string | undefined {
+  if (!MAYBE_CONTROL.test(sql)) return undefined;
   const text = skeleton(sql);
   for (const statement of text.includes(';') ? text.split(';') : [text]) {
     const match = TRANSACTION_CONTROL.exec(statement);

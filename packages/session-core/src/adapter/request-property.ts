@@ -8,7 +8,8 @@ import type { Session } from '../session.js';
  */
 export function requestProperty(target: object, name: string, session: Session | undefined): void {
   if (session) {
-    Object.defineProperty(target, name, { value: session, configurable: true, enumerable: true, writable: true });
+    // a plain assignment on the hot path (defineProperty would turn the request object into a slow dictionary)
+    (target as Record<string, unknown>)[name] = session;
     return;
   }
   Object.defineProperty(target, name, {
