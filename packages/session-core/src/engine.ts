@@ -5,7 +5,7 @@ import { optionsFromEnv, parseDatabaseUrl, replyDeadlineMs, resolveEngineOptions
 import { CommitOutcomeUnknownError, EngineDisposedError, PoolTimeoutError, SessionClosedError, SessionLocalError } from './errors.js';
 import { redact, scrubError } from './redact.js';
 import { createScopeStorage, type ScopeStorage } from './scope.js';
-import { SessionClient, type SessionClientConfig } from './pipelined-begin.js';
+import { SessionClient, transactionStatus, type SessionClientConfig } from './pipelined-begin.js';
 import { scopedSequelizeClass } from './scoped-sequelize.js';
 import type { Session } from './session.js';
 
@@ -172,6 +172,8 @@ export class Engine<S extends Sequelize = Sequelize> {
       const idleSince = connection.idleSince;
       connection.idleSince = undefined;
       try {
+        // disposed while this waited: dispose does not see a session still acquiring, so it is refused here
+        if (this.disposed) throw new EngineDisposedError();
         abandonedRequest(session);
       } catch (error) {
         this.release(connection, false);
@@ -196,7 +198,7 @@ export class Engine<S extends Sequelize = Sequelize> {
     const manager = (this.sequelize as unknown as { connectionManager: { pool: { release(c: unknown): void; destroy(c: unknown): Promise<void> | void } } }).connectionManager;
     connection.uuid = undefined;
     // Only an idle connection goes back: no open or aborted transaction (pg reports the status byte).
-    const status = typeof connection.getTransactionStatus === 'function' ? connection.getTransactionStatus() : 'I';
+    const status = transactionStatus(connection);
     if (destroy || connection._invalid || connection._ending || (status !== 'I' && status !== null)) {
       Promise.resolve(manager.pool.destroy(connection)).catch(() => {});
     } else {

@@ -72,6 +72,8 @@ export class SessionClient extends pg.Client {
   replyTimeoutMs: number | undefined;
   /** @internal The deadline of connections not held by a session. */
   readonly defaultReplyTimeoutMs: number | undefined;
+  /** @internal The transaction status of the server's last ReadyForQuery (`I`, `T`, `E`). */
+  txStatus: 'I' | 'T' | 'E' | null = null;
   /** @internal When the connection went back to the pool (validation on borrow). */
   idleSince: number | undefined;
   /** @internal The connection died with nothing answered since the last statement was written (or with nothing written). */
@@ -161,6 +163,8 @@ export class SessionClient extends pg.Client {
   _handleReadyForQuery(message: unknown): void {
     this.answered = true;
     this.clearDeadline();
+    // the status byte, recorded here too: pg < 8.21 has no getTransactionStatus()
+    this.txStatus = ((message as { status?: string } | undefined)?.status as 'I' | 'T' | 'E' | undefined) ?? null;
     (pg.Client.prototype as unknown as PgClientInternals)._handleReadyForQuery.call(this, message);
   }
 
@@ -296,6 +300,7 @@ export function settledStatus(connection: pg.Client): Promise<'I' | 'T' | 'E' | 
 
 /** The transaction status of the server's last ReadyForQuery: `I` idle, `T` in a transaction, `E` aborted transaction. */
 export function transactionStatus(connection: pg.Client): 'I' | 'T' | 'E' | null {
+  if (connection instanceof SessionClient) return connection.txStatus;
   const read = (connection as { getTransactionStatus?: () => 'I' | 'T' | 'E' | null }).getTransactionStatus;
   return typeof read === 'function' ? read.call(connection) : null;
 }
