@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyPluginCallback, FastifyRequest } from 'fas
 import fp from 'fastify-plugin';
 import { ConfigError, type Session } from '@sessionlocal/session-core';
 import {
+  beforeCall,
   checkRequestSessionOptions,
   openRequestScope,
   renderHttpError,
@@ -52,13 +53,9 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
     requestProperty(request, name, scope?.session);
     if (!scope) return next();
     scopes.set(request, scope);
-    // only a hijacked reply writes the raw response itself: hold it then (not on every request)
-    const hijack = reply.hijack;
+    // only a hijacked reply writes the raw response itself: hold it then, not on every request
     const onResult = (result: RequestResult) => reportCommitFailure(options, request, result, report(request));
-    reply.hijack = () => {
-      hold(reply.raw, () => scope, onResult);
-      return hijack.call(reply);
-    };
+    beforeCall(reply, 'hijack', () => hold(reply.raw, () => scope, onResult));
     scope.watch(reply.raw);
     scope.run(next);
   });
@@ -85,12 +82,13 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
     if (!scope) return next(null, payload);
     sending.set(request, reply.statusCode);
     if (scope.finish === 'after-response' || scope.endIfUntouched()) return next(null, payload);
-    const status = reply.statusCode; // as the handler gave it (a late error's handler may change the reply meanwhile)
-    const headers = reply.getHeaders();
+    // as the handler gave it: a late error's handler may change status and type meanwhile
+    const status = reply.statusCode;
+    const type = reply.getHeader('content-type');
     scope.end({ status }).then((result) => {
       const { response } = result;
       if (!response) {
-        reply.code(status).headers(headers);
+        if (reply.statusCode !== status) reply.code(status).header('content-type', type);
         return next(null, payload);
       }
       reportCommitFailure(options, request, result, report(request));

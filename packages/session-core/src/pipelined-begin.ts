@@ -261,7 +261,8 @@ export async function sendWithBegin<T>(connection: pg.Client, begin: string, tas
     }
     const consumed = connection.beginWithNext === undefined;
     connection.beginWithNext = undefined;
-    const status = await settledStatus(connection);
+    // on success the reply (ReadyForQuery) is in: no need to wait for it
+    const status = outcome.failed ? await settledStatus(connection) : transactionStatus(connection);
     // null: the connection ended before answering: whatever began died with it
     outcome.begun = consumed && (status === 'T' || status === 'E');
     return outcome;

@@ -11,7 +11,7 @@ import {
   type SessionLocalError,
 } from './errors.js';
 import { expire, unexpire } from './expire.js';
-import { setOwner } from './owner.js';
+import { ownerOf, setOwner } from './owner.js';
 import { lostUnanswered, sendWithBegin, settledStatus, transactionStatus } from './pipelined-begin.js';
 import type { ResolvedSessionOptions, SessionFactory } from './sessionmaker.js';
 import { handOver, serial } from './serial.js';
@@ -225,14 +225,8 @@ export class Session {
    */
   sequelizeTransaction(): Transaction {
     if (this.tx) return this.tx;
-    const tx = new Transaction(this.engine.sequelize, { isolationLevel: this.options.isolationLevel as Transaction.ISOLATION_LEVELS | undefined, readOnly: this.options.readOnly });
+    const tx = new SessionTransaction(this.engine.sequelize, { isolationLevel: this.options.isolationLevel as Transaction.ISOLATION_LEVELS | undefined, readOnly: this.options.readOnly });
     setOwner(tx, this);
-    // the session's own: ending it ends the session's transaction; an ended one refuses, as Sequelize's does
-    const finished = () => (tx as unknown as { finished?: string }).finished;
-    Object.assign(tx, {
-      commit: () => (finished() ? Promise.reject(new Error(`Transaction cannot be committed because it has been finished with state: ${finished()}`)) : this.commit()),
-      rollback: () => (finished() ? Promise.reject(new Error(`Transaction cannot be rolled back because it has been finished with state: ${finished()}`)) : this.rollback()),
-    });
     this.tx = tx;
     return tx;
   }
@@ -664,6 +658,21 @@ export class Session {
 
   private emit(event: string, payload: object): void {
     (this.factory as unknown as { emitEvent(e: string, p: object): void }).emitEvent(event, payload);
+  }
+}
+
+/** A session's own Sequelize transaction: ending it ends the session's; an ended one refuses, as Sequelize's does. */
+class SessionTransaction extends Transaction {
+  override commit(): Promise<void> {
+    const finished = (this as unknown as { finished?: string }).finished;
+    if (finished) return Promise.reject(new Error(`Transaction cannot be committed because it has been finished with state: ${finished}`));
+    return (ownerOf(this) as Session).commit();
+  }
+
+  override rollback(): Promise<void> {
+    const finished = (this as unknown as { finished?: string }).finished;
+    if (finished) return Promise.reject(new Error(`Transaction cannot be rolled back because it has been finished with state: ${finished}`));
+    return (ownerOf(this) as Session).rollback();
   }
 }
 

@@ -22,4 +22,5 @@ export {
 } from '../request-scope.js';
 export { responseHolder, renderHttpError } from './hold-response.js';
 export { requestProperty } from './request-property.js';
+export { beforeCall } from './before-call.js';
 export { mount, mountedOn, enterScope, runRoute, runInScope, type Mounted } from './mounted.js';
