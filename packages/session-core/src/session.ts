@@ -474,7 +474,8 @@ export class Session {
       this.engine.holding.add(this);
       this.engine.counters.opened++;
       this.counts.transactions++;
-      this.emit('begin', { sessionId: this.id, durationMs: performance.now() - next.held.acquiredAt, readOnly: this.options.readOnly, isolationLevel: this.options.isolationLevel });
+      if (this.listens('begin'))
+        this.emit('begin', { sessionId: this.id, durationMs: performance.now() - next.held.acquiredAt, readOnly: this.options.readOnly, isolationLevel: this.options.isolationLevel });
     } else if (from.kind === 'ending' && next.kind === 'idle') {
       const { held } = from;
       if (held.leakTimer) clearTimeout(held.leakTimer);
@@ -484,16 +485,16 @@ export class Session {
       const durationMs = performance.now() - (ended?.startedAt ?? held.acquiredAt);
       if (outcome === 'commit') {
         this.engine.counters.committed++;
-        this.emit('commit', { sessionId: this.id, durationMs });
+        if (this.listens('commit')) this.emit('commit', { sessionId: this.id, durationMs });
       } else if (outcome === 'rollback') {
         this.engine.counters.rolledBack++;
-        this.emit('rollback', { sessionId: this.id, durationMs, ...(ended?.reason !== undefined && { reason: ended.reason }) });
+        if (this.listens('rollback')) this.emit('rollback', { sessionId: this.id, durationMs, ...(ended?.reason !== undefined && { reason: ended.reason }) });
       } else {
         this.emit('error', { sessionId: this.id, error: ended?.reason, phase: 'commit' });
       }
     } else if (next.kind === 'closed') {
       this.controller?.abort(new SessionClosedError(this.id));
-      this.emit('close', { sessionId: this.id, ...this.counts });
+      if (this.listens('close')) this.emit('close', { sessionId: this.id, ...this.counts });
     }
   }
 
@@ -654,6 +655,11 @@ export class Session {
         this.emit('error', { sessionId: this.id, error, phase: kind === 'commit' ? 'afterCommit' : 'afterRollback' });
       }
     }
+  }
+
+  /** Whether anyone listens (payloads are built only then: this runs on every request). */
+  private listens(event: string): boolean {
+    return (this.factory as unknown as { listens(e: string): boolean }).listens(event);
   }
 
   private emit(event: string, payload: object): void {

@@ -148,6 +148,9 @@ export function createFactory(engine: Engine, defaults: ResolvedSessionOptions, 
       emitter.off(event, listener);
       return factory;
     },
+    listens(event: string): boolean {
+      return emitter.listenerCount(event) > 0;
+    },
     emitEvent(event: string, payload: object) {
       if (emitter.listenerCount(event) > 0) {
         emitter.emit(event, payload);
