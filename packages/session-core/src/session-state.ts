@@ -1,5 +1,5 @@
-/** Cheap first look: a text without any of these words cannot leave session-level state. */
-const MAYBE_STATE = /set|reset|listen|prepare|declare|temp|\bdo\b|advisory/i;
+/** Cheap first look: a text without any of these words cannot leave session-level state (`OFFSET`, `settings` do not count). */
+const MAYBE_STATE = /\bset\b|set_config|\breset\b|listen|prepare|declare|temp|\bdo\b|advisory/i;
 /** Cheap first look for transaction control. */
 const MAYBE_CONTROL = /commit|\bend\b|abort|begin|rollback|start\s+transaction|prepare\s+transaction/i;
 

@@ -590,18 +590,18 @@ export class Session {
   private settle<T>(fn: () => Promise<T>): Promise<T> {
     const previous = this.settling;
     const run = previous ? previous.then(fn, fn) : fn();
-    const tail = run.catch(() => undefined);
-    this.settling = tail;
-    void tail.then(() => {
-      if (this.settling === tail) this.settling = undefined;
-    });
+    this.settling = run;
+    const clear = () => {
+      if (this.settling === run) this.settling = undefined;
+    };
+    run.then(clear, clear);
     return run;
   }
 
   /** Wait until no COMMIT, ROLLBACK or acquire is in flight. */
   private async settled(): Promise<void> {
     while (this.settling || this.life.kind === 'acquiring') {
-      if (this.settling) await this.settling;
+      if (this.settling) await this.settling.catch(() => undefined);
       if (this.life.kind === 'acquiring') await this.life.ready.catch(() => undefined);
     }
   }
