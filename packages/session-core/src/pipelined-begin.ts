@@ -55,11 +55,17 @@ class BeginThenQuery extends (pg.Query as unknown as new (text: string, values: 
   }
 }
 
-/** One statement, maybe `;`-terminated: the extended protocol takes it (it refuses several). */
-function isSingleStatement(text: string): boolean {
+/**
+ * One statement, maybe `;`-terminated, that the extended protocol can pipeline: it refuses
+ * several, and a `COPY … FROM STDIN` there would wait for a Sync the server ignores in copy mode.
+ */
+function pipelines(text: string): boolean {
+  if (COPY.test(text)) return false;
   const semicolon = text.indexOf(';');
   return semicolon === -1 || text.slice(semicolon + 1).trim() === '';
 }
+
+const COPY = /^\s*COPY\b/i;
 
 /** `pg.Client` options of sessionlocal's own (pg ignores unknown keys). */
 export interface SessionClientConfig extends pg.ClientConfig {
@@ -244,7 +250,7 @@ export class SessionClient extends pg.Client {
         super.query(new BeginThenQuery(NO_PRELUDE, `${begin.text}; ${config}`, params, callback) as unknown as pg.QueryConfig);
         return;
       }
-      if (params.length > 0 || isSingleStatement(config)) {
+      if (params.length > 0 || pipelines(config)) {
         // one extended-protocol pipeline: BEGIN, the settings, the statement, one Sync
         const prelude: Prelude[] = [{ text: begin.text, values: NO_VALUES }];
         if (settings) prelude.push(settings);

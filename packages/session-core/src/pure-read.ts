@@ -11,7 +11,10 @@
 /** Set by the engine's query interface on the options of a model finder's SELECT that is a pure read. */
 export const PURE_READ = Symbol('sessionlocal.pureRead');
 
-const INCLUDE_KEYS = ['where', 'on', 'attributes', 'order'] as const;
+const INCLUDE_KEYS = ['where', 'on', 'order'] as const;
+
+/** A column name (or `*`): with `attributeBehavior: 'unsafe-legacy'` any other string is raw SQL. */
+const COLUMN = /^(\*|[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*)$/;
 
 /**
  * True when the SELECT a model finder builds from `options` (as the query interface's `select`
@@ -19,7 +22,29 @@ const INCLUDE_KEYS = ['where', 'on', 'attributes', 'order'] as const;
  */
 export function isPureFind(options: Record<string | symbol, unknown> | undefined): boolean {
   if (!options || options.lock) return false;
-  return plain(options.where) && plain(options.attributes) && plain(options.order) && plain(options.group) && plain(options.having) && includesArePlain(options.include);
+  return attributesArePlain(options.attributes) && plain(options.where) && plain(options.order) && plain(options.group) && plain(options.having) && includesArePlain(options.include);
+}
+
+/** `attributes`: column names, `[column, alias]` pairs, `col()`; or `{ include, exclude }` of them. */
+function attributesArePlain(attributes: unknown): boolean {
+  if (attributes === undefined || attributes === null) return true;
+  if (Array.isArray(attributes)) {
+    for (const attribute of attributes) {
+      if (typeof attribute === 'string') {
+        if (!COLUMN.test(attribute)) return false;
+      } else if (Array.isArray(attribute)) {
+        const [source, alias] = attribute as unknown[];
+        if (typeof source === 'string' ? !COLUMN.test(source) : !plain(source)) return false;
+        if (alias !== undefined && typeof alias !== 'string') return false;
+      } else if (!plain(attribute)) return false;
+    }
+    return true;
+  }
+  if (typeof attributes === 'object') {
+    const { include, exclude, ...rest } = attributes as { include?: unknown; exclude?: unknown };
+    return Object.keys(rest).length === 0 && attributesArePlain(include) && plain(exclude);
+  }
+  return false;
 }
 
 function includesArePlain(include: unknown): boolean {
@@ -28,9 +53,10 @@ function includesArePlain(include: unknown): boolean {
   for (const entry of include) {
     if (entry === null || typeof entry !== 'object') return false;
     const options = entry as Record<string, unknown>;
+    if (!attributesArePlain(options.attributes)) return false;
     for (const key of INCLUDE_KEYS) if (!plain(options[key])) return false;
     const through = options.through as Record<string, unknown> | undefined;
-    if (through && (!plain(through.where) || !plain(through.attributes))) return false;
+    if (through && (!plain(through.where) || !attributesArePlain(through.attributes))) return false;
     if (!includesArePlain(options.include)) return false;
   }
   return true;

@@ -142,8 +142,9 @@ export class Session {
 
   /** True while a transaction is open on the session's connection. */
   get inTransaction(): boolean {
-    if (this.life.kind === 'active') return !this.deferring;
-    return this.life.kind === 'failed' || this.life.kind === 'ending';
+    const life = this.life;
+    if (life.kind === 'active' || life.kind === 'failed') return !(this.options.deferredReads && life.held.pendingBegin !== undefined);
+    return life.kind === 'ending';
   }
 
   /** `deferredReads`: the session holds its connection and has run only pure reads, BEGIN still pending. */
