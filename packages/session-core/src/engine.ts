@@ -163,8 +163,10 @@ export class Engine<S extends Sequelize = Sequelize> {
         // A connection attempt that timed out or was cut (often one started while the network was
         // down, handed to this waiter): nothing ran, try a new one while the acquire deadline lasts.
         // The pool rejects its first waiter with the failure of any attempt, so one waiter can be
-        // handed the failures of all `max` attempts left over from a silence, plus its own.
-        if (reconnects <= max && transientConnectFailure(error) && performance.now() - started < acquireTimeoutMs + this.options.connectTimeoutMs) {
+        // handed the failures of all `max` attempts left over from a silence, plus its own. A try
+        // waits at most acquireTimeoutMs: retrying only within connectTimeoutMs ends acquiring
+        // within acquireTimeoutMs + connectTimeoutMs.
+        if (reconnects <= max && transientConnectFailure(error) && performance.now() - started < (this.options.connectTimeoutMs || acquireTimeoutMs)) {
           reconnects++;
           abandonedRequest(session);
           continue;

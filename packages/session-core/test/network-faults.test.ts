@@ -263,6 +263,25 @@ describe('a stale pooled connection never fails a request', () => {
     expect(engine.stats().sessions.open).toBe(0);
   });
 
+  it('retrying failed connection attempts never takes a session past acquireTimeoutMs + connectTimeoutMs', async () => {
+    // each attempt into the silent network fails after connectTimeoutMs; retries must stop in time
+    const acquireTimeoutMs = 1000;
+    const connectTimeoutMs = 300;
+    const engine = proxied({ pool: { max: 50, acquireTimeoutMs }, connectTimeoutMs });
+    const SessionLocal = sessionmaker(engine);
+    await pidOf(engine, SessionLocal);
+    proxy.reset();
+    await new Promise((r) => setTimeout(r, 50));
+    proxy.silent();
+    const started = performance.now();
+    const error = await SessionLocal.begin(() => engine.sequelize.query('SELECT 1')).catch((e: unknown) => e);
+    const elapsed = performance.now() - started;
+    proxy.pass();
+    expect(error).toBeInstanceOf(Error);
+    expect(elapsed).toBeLessThan(acquireTimeoutMs + connectTimeoutMs);
+    await expect(pidOf(engine, SessionLocal)).resolves.toBeGreaterThan(0);
+  });
+
   it('validates a connection idle longer than pool.validateIdleMs before handing it out', async () => {
     // engine.ping() has no session (no first-statement retry): only validation can save it
     const control = proxied({ pool: { max: 1, validateIdleMs: 0 } });
