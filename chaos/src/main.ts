@@ -240,10 +240,16 @@ async function main(): Promise<number> {
     }
   })();
 
+  // pending while the restart runs and its /health probing lasts (network faults wait for it)
+  let restartSettled: Promise<void> = Promise.resolve();
+  let settleRestart = () => {};
   const restarter = (async () => {
     if (!options.restart) return;
     await sleep(options.duration * 1000 * 0.4);
     if (done()) return;
+    restartSettled = new Promise((resolve) => {
+      settleRestart = resolve;
+    });
     burstsPaused = true;
     dbDown = true;
     say('restarting PostgreSQL (fast shutdown, 2 s down, same data directory)');
@@ -265,7 +271,7 @@ async function main(): Promise<number> {
       }),
     );
     burstsPaused = false;
-  })();
+  })().finally(() => settleRestart());
 
   let networkResults: NetworkFaultResult[] = [];
   const network = (async () => {
@@ -277,6 +283,7 @@ async function main(): Promise<number> {
       durationMs: options.duration * 1000,
       loadStarted,
       otherFaultsAt: options.restart ? [options.duration * 1000 * 0.4] : [],
+      otherFaultsSettled: () => restartSettled,
       done,
       kills,
       say,

@@ -14,7 +14,7 @@ export interface NetworkFault {
   ms?: number;
 }
 
-/** 60 s run: drip 3 s, latency 3 s, (PostgreSQL restart at 0.4), silent 5 s, resets. Windows never overlap. */
+/** 60 s run: drip 3 s, latency 3 s, (PostgreSQL restart at 0.4), silent 5 s, resets. Windows never overlap (a fault due while the restart is still being recovered from waits for it). */
 export const NETWORK_SCHEDULE: NetworkFault[] = [
   { kind: 'drip', at: 0.05, durationMs: 3_000, ms: 50 },
   { kind: 'latency', at: 0.275, durationMs: 3_000, ms: 200 },
@@ -60,6 +60,8 @@ export async function runNetworkFaults(options: {
   loadStarted: number;
   /** Start of other faults that must not fall into a window (the PostgreSQL restart), ms after load start. */
   otherFaultsAt: number[];
+  /** Resolves when no other fault is still being recovered from (the restart's `/health` probing): a fault due meanwhile waits. */
+  otherFaultsSettled?: () => Promise<void>;
   done: () => boolean;
   /** `Date.now()` and app (undefined behind PgBouncer) of every backend terminated. */
   kills: Array<{ at: number; app: string | undefined }>;
@@ -72,6 +74,8 @@ export async function runNetworkFaults(options: {
     const startAt = fault.at * durationMs;
     const wait = loadStarted + startAt - Date.now();
     if (wait > 0) await sleep(wait);
+    // on a loaded machine PostgreSQL's restart can outlast its slot: never measure two recoveries at once
+    await options.otherFaultsSettled?.();
     if (done()) break;
     const nextStart = starts.find((s) => s > startAt + 1) ?? durationMs;
     const result: NetworkFaultResult = { kind: fault.kind, startedAt: Date.now() - loadStarted, healthMs: {}, windowMs: 0, staleFailures: {}, examples: [] };

@@ -162,7 +162,11 @@ export class Engine<S extends Sequelize = Sequelize> {
         if (error instanceof ConnectionAcquireTimeoutError) throw new PoolTimeoutError(acquireTimeoutMs, error);
         // A connection attempt that timed out or was cut (often one started while the network was
         // down, handed to this waiter): nothing ran, try a new one while the acquire deadline lasts.
-        if (reconnects < 2 && transientConnectFailure(error) && performance.now() - started < acquireTimeoutMs + this.options.connectTimeoutMs) {
+        // The pool rejects its first waiter with the failure of any attempt, so one waiter can be
+        // handed the failures of all `max` attempts left over from a silence, plus its own. A try
+        // waits at most acquireTimeoutMs: retrying only within connectTimeoutMs ends acquiring
+        // within acquireTimeoutMs + connectTimeoutMs.
+        if (reconnects <= max && transientConnectFailure(error) && performance.now() - started < (this.options.connectTimeoutMs || acquireTimeoutMs)) {
           reconnects++;
           abandonedRequest(session);
           continue;

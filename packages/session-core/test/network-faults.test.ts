@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CommitOutcomeUnknownError, ReplyTimeoutError, createEngine, httpErrorFor, sessionmaker, type Engine, type EngineOptions } from '../src/index.js';
+import { CommitOutcomeUnknownError, PoolTimeoutError, ReplyTimeoutError, createEngine, httpErrorFor, sessionmaker, type Engine, type EngineOptions } from '../src/index.js';
 import { optionsFromEnv, replyDeadlineMs, resolveEngineOptions } from '../src/config.js';
 import { startFaultProxy, type FaultProxy } from '../src/testing/index.js';
 import { useDatabase } from './support.js';
@@ -236,6 +236,50 @@ describe('a stale pooled connection never fails a request', () => {
     await session.close();
     expect(engine.stats().pool.inUse).toBe(0);
     await noIdleInTransaction();
+  });
+
+  it('a session opened after the network returns survives every connection attempt left over from the silence', async () => {
+    // chaos (60 s, express-shop GET /orders/:id -> 500 internal_error after the silent fault): the
+    // pool rejects its first waiter with the failure of *any* connection attempt, so one session
+    // that arrives after the network returned was handed the timeouts of several attempts started
+    // during the silence, one after another, and gave up after 3 ('timeout expired').
+    const max = 4;
+    const engine = proxied({ pool: { max, acquireTimeoutMs: 500 }, connectTimeoutMs: 1500 });
+    const SessionLocal = sessionmaker(engine);
+    await pidOf(engine, SessionLocal); // Sequelize's first connection (server version) bypasses the pool
+    proxy.reset(); // the pool now holds nothing usable
+    await new Promise((r) => setTimeout(r, 50));
+    proxy.silent();
+    // `max` attempts whose startup packets are dropped; their sessions give up after 500 ms, the attempts run on
+    const during = await Promise.all(Array.from({ length: max }, () => SessionLocal.begin(() => engine.sequelize.query('SELECT 1')).catch((e: unknown) => e)));
+    for (const error of during) expect(error).toBeInstanceOf(PoolTimeoutError);
+    await new Promise((r) => setTimeout(r, 700)); // 1.2 s after they started: the attempts time out at 1.5 s
+    proxy.pass();
+    const after = SessionLocal.begin(async () => {
+      const [rows] = (await engine.sequelize.query('SELECT pg_backend_pid() AS pid')) as [Array<{ pid: number }>, unknown];
+      return rows[0]!.pid;
+    });
+    await expect(after).resolves.toBeGreaterThan(0);
+    expect(engine.stats().sessions.open).toBe(0);
+  });
+
+  it('retrying failed connection attempts never takes a session past acquireTimeoutMs + connectTimeoutMs', async () => {
+    // each attempt into the silent network fails after connectTimeoutMs; retries must stop in time
+    const acquireTimeoutMs = 1000;
+    const connectTimeoutMs = 300;
+    const engine = proxied({ pool: { max: 50, acquireTimeoutMs }, connectTimeoutMs });
+    const SessionLocal = sessionmaker(engine);
+    await pidOf(engine, SessionLocal);
+    proxy.reset();
+    await new Promise((r) => setTimeout(r, 50));
+    proxy.silent();
+    const started = performance.now();
+    const error = await SessionLocal.begin(() => engine.sequelize.query('SELECT 1')).catch((e: unknown) => e);
+    const elapsed = performance.now() - started;
+    proxy.pass();
+    expect(error).toBeInstanceOf(Error);
+    expect(elapsed).toBeLessThan(acquireTimeoutMs + connectTimeoutMs);
+    await expect(pidOf(engine, SessionLocal)).resolves.toBeGreaterThan(0);
   });
 
   it('validates a connection idle longer than pool.validateIdleMs before handing it out', async () => {
