@@ -295,7 +295,7 @@ const TRANSIENT_CONNECT = /timeout expired|timed out|Connection terminated unexp
 /** A connection attempt that failed on the way (deadline, reset), not a refusal (auth, unknown database, shutdown). */
 function transientConnectFailure(error: unknown): boolean {
   const e = error as { message?: unknown; parent?: { message?: unknown; code?: unknown } } | undefined;
-  if (typeof e?.parent?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.parent.code)) return false; // the server answered
+  if (typeof e?.parent?.code === 'string' && /^[0-9A-DF-Z][0-9A-Z]{4}$/.test(e.parent.code)) return false; // the server answered
   return TRANSIENT_CONNECT.test(String(e?.parent?.message ?? '')) || TRANSIENT_CONNECT.test(String(e?.message ?? ''));
 }
 

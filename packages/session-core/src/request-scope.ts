@@ -319,6 +319,7 @@ export function httpErrorFor(error: unknown): HttpError | undefined {
     return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'shutting_down', message: 'The server is shutting down; nothing of this request was saved. Retry shortly.' } };
   if (found instanceof ReplyTimeoutError)
     return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'database_unavailable', message: 'The database did not answer in time; retry shortly.' } };
+  if (!found && isConnectFailure(error)) return DATABASE_UNREACHABLE;
   if (found instanceof CommitOutcomeUnknownError)
     return {
       status: 500,
@@ -326,6 +327,23 @@ export function httpErrorFor(error: unknown): HttpError | undefined {
       body: { error: 'commit_outcome_unknown', message: 'The database did not confirm the commit: the change may or may not have been saved. Check before retrying.' },
     };
   return undefined;
+}
+
+const DATABASE_UNREACHABLE: HttpError = {
+  status: 503,
+  headers: { 'retry-after': '1' },
+  body: { error: 'database_unavailable', message: 'The database cannot be reached; nothing of this request was saved. Retry shortly.' },
+};
+
+/** Sequelize's errors for a connection that could not be opened (refused, unreachable, timed out): nothing ran. Not a refused login. */
+const CONNECT_FAILURES = new Set(['SequelizeConnectionError', 'SequelizeConnectionRefusedError', 'SequelizeHostNotFoundError', 'SequelizeHostNotReachableError', 'SequelizeConnectionTimedOutError']);
+
+function isConnectFailure(error: unknown): boolean {
+  if (!(error instanceof Error) || !CONNECT_FAILURES.has(error.name)) return false;
+  const code = (error as { parent?: { code?: unknown } }).parent?.code;
+  // the server answered: only "too many connections" (53…) and "shutting down / starting up" (57P…) pass with time
+  if (typeof code === 'string' && /^[0-9A-DF-Z][0-9A-Z]{4}$/.test(code)) return /^(53|57P)/.test(code);
+  return true;
 }
 
 function findSessionError(error: unknown): SessionLocalError | undefined {
