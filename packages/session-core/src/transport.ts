@@ -1,5 +1,6 @@
 import type { Engine, PooledConnection } from './engine.js';
 import { lostUnanswered } from './pipelined-begin.js';
+import { COMMIT_RETURNING_LSN, lsnFromCommitResults, wantsCommitLsn } from './read-your-writes.js';
 import type { Session } from './session.js';
 
 /**
@@ -31,6 +32,7 @@ export function beginStatement(options: { isolationLevel?: string | undefined; r
 export const poolTransport: SessionTransport = {
   async open(session) {
     const { engine, options } = session;
+    session.wrote = false;
     const begin = beginStatement(options);
     if (!options.settings) return { connection: await engine.acquire(options.readOnly, session), pendingBegin: begin };
     for (let attempt = 1; ; attempt++) {
@@ -48,6 +50,11 @@ export const poolTransport: SessionTransport = {
     }
   },
   async commit(session, connection) {
+    if (wantsCommitLsn(session)) {
+      session.engine.log(COMMIT_RETURNING_LSN);
+      session.commitLsn = lsnFromCommitResults(await connection.query(COMMIT_RETURNING_LSN));
+      return;
+    }
     session.engine.log('COMMIT');
     await connection.query('COMMIT');
   },
