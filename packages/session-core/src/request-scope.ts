@@ -91,6 +91,8 @@ export interface RequestResult {
   committed: boolean;
   error?: unknown;
   response?: HttpError;
+  /** Headers the response must carry (read-your-writes token): set on the response already when its headers were not out; a response holder applies them when it replays. */
+  headers?: Record<string, string | string[]>;
 }
 
 /** An HTTP error response for a sessionlocal error. */
@@ -229,7 +231,7 @@ export class RequestScope {
       // the handler closed the session itself (an explicit rollback): its response stands, nothing to commit
       if (session.state === 'closed' || this.aborted || !this.commitWhen(outcome.status)) return { committed: false };
       await session.commitSealed();
-      if (this.carrier && session.commitLsn !== undefined) sendLsn(this.carrier, this.response, session.commitLsn);
+      if (this.carrier && session.commitLsn !== undefined) return { committed: true, headers: sendLsn(this.carrier, this.response, session.commitLsn) };
       return { committed: true };
     } catch (error) {
       // COMMIT (or commitWhen) failed: the client must not get the handler's 2xx
@@ -336,20 +338,26 @@ function receivedLsn(carrier: ResolvedCarrier, req: unknown): string | undefined
   return undefined;
 }
 
-/** Send the commit's WAL position with the response, when its headers are not out yet. */
-function sendLsn(carrier: ResolvedCarrier, res: ResponseLike | undefined, lsn: string): void {
-  if (!res || res.headersSent || typeof res.setHeader !== 'function') return;
-  try {
-    if (carrier.header) res.setHeader(carrier.header, lsn);
-    if (carrier.cookie) {
-      const cookie = `${carrier.cookie}=${lsn}; Max-Age=${carrier.maxAgeSeconds}; Path=/; HttpOnly; SameSite=Lax`;
-      const existing = res.getHeader?.('set-cookie');
-      const list = existing === undefined ? [] : Array.isArray(existing) ? existing.map(String) : [String(existing)];
-      res.setHeader('set-cookie', [...list.filter((c) => !c.startsWith(`${carrier.cookie}=`)), cookie]);
-    }
-  } catch {
-    // headers already sent by the framework: the token is lost, reads fall back to the usual routing
+/**
+ * The headers carrying the commit's WAL position (returned for a response holder to apply), set
+ * on the response now when its headers are not out yet.
+ */
+function sendLsn(carrier: ResolvedCarrier, res: ResponseLike | undefined, lsn: string): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  if (carrier.header) headers[carrier.header] = lsn;
+  if (carrier.cookie) {
+    const cookie = `${carrier.cookie}=${lsn}; Max-Age=${carrier.maxAgeSeconds}; Path=/; HttpOnly; SameSite=Lax`;
+    const existing = res?.getHeader?.('set-cookie');
+    const list = existing === undefined ? [] : Array.isArray(existing) ? existing.map(String) : [String(existing)];
+    headers['set-cookie'] = [...list.filter((c) => !c.startsWith(`${carrier.cookie}=`)), cookie];
   }
+  if (!res || res.headersSent || typeof res.setHeader !== 'function') return headers;
+  try {
+    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  } catch {
+    // headers already out: the holder applies them, or the token is lost (reads use the usual routing)
+  }
+  return headers;
 }
 
 /**

@@ -1,7 +1,9 @@
 import { DataTypes, QueryTypes, type ModelStatic, type Model } from 'sequelize';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEngine, ReplicaUnavailableError, sessionmaker, type Engine, type EngineOptions } from '../src/index.js';
-import { httpErrorFor } from '../src/adapter/index.js';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { httpErrorFor, openRequestScope, responseHolder } from '../src/adapter/index.js';
 import { startFaultProxy, startStreamingReplica, streamingReplicaUnsupported, type FaultProxy, type StreamingReplica } from '../src/testing/index.js';
 
 /**
@@ -130,6 +132,61 @@ suite(`read replicas on a real streaming standby${unsupported ? ` (skipped: ${un
     SessionLocal.on('commit', (e) => e.lsn && lsns.push(e.lsn));
     await SessionLocal.begin(() => engine.sequelize.query("INSERT INTO items VALUES (3000, 'evt')"));
     expect(lsns).toHaveLength(1);
+  });
+
+  it('across HTTP requests: the commit position travels in a cookie or header (set through the response holder) and the next read-only request sees its write', async () => {
+    await pair.setApplyDelay(300);
+    let server: Server | undefined;
+    try {
+      const engine = engineOf({ replicaOptions: { checkIntervalMs: 0 } });
+      const Item = itemModel(engine);
+      const SessionLocal = sessionmaker(engine, { readYourWrites: { maxWaitMs: 20 } });
+      const hold = responseHolder();
+      const options = { factory: SessionLocal, readYourWrites: true as const, readOnly: (req: IncomingMessage) => req.method === 'GET' };
+      server = createServer((req, res) => {
+        const scope = openRequestScope(options, req);
+        hold(res, () => scope);
+        scope?.watch(res);
+        void scope?.run(async () => {
+          const id = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('id'));
+          if (req.method === 'POST') {
+            await Item.create({ id, name: 'http' });
+            res.setHeader('set-cookie', 'theme=dark; Path=/');
+            res.statusCode = 201;
+            res.end('{}');
+          } else {
+            const found = Boolean(await Item.findByPk(id));
+            res.end(JSON.stringify({ found, standby: await inRecovery(engine) }));
+          }
+        });
+      });
+      await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', () => resolve()));
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const posted = await fetch(`${base}/items?id=5001`, { method: 'POST' });
+      expect(posted.status).toBe(201);
+      const lsn = posted.headers.get('x-sessionlocal-lsn');
+      expect(lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+      const cookies = posted.headers.getSetCookie();
+      expect(cookies).toContain('theme=dark; Path=/');
+      expect(cookies).toContainEqual(`sl_lsn=${lsn}; Max-Age=60; Path=/; HttpOnly; SameSite=Lax`);
+      // first the read without the token: the standby is 300 ms behind, it must miss there
+      const without = await (await fetch(`${base}/items?id=5001`)).json();
+      const withCookie = await (await fetch(`${base}/items?id=5001`, { headers: { cookie: `theme=dark; sl_lsn=${lsn}` } })).json();
+      const withHeader = await (await fetch(`${base}/items?id=5001`, { headers: { 'x-sessionlocal-lsn': String(lsn) } })).json();
+      // once the standby replayed the commit it serves the token's reads itself: either way the row is found
+      expect(withCookie).toMatchObject({ found: true });
+      expect(withHeader).toMatchObject({ found: true });
+      expect(without).toEqual({ found: false, standby: true });
+      // a forged or garbage token costs at most maxWaitMs and a read on the primary, never an error
+      const forged = await fetch(`${base}/items?id=5001`, { headers: { 'x-sessionlocal-lsn': 'FFFFFFFF/FFFFFFFF' } });
+      expect(await forged.json()).toEqual({ found: true, standby: false });
+      const garbage = await fetch(`${base}/items?id=5001`, { headers: { cookie: "sl_lsn='; DROP TABLE items" } });
+      expect(garbage.status).toBe(200);
+      expect(engine.stats().pool.inUse).toBe(0);
+    } finally {
+      await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+      await pair.setApplyDelay(0);
+    }
   });
 
   describe('replica faults (through a fault proxy in front of the standby)', () => {
