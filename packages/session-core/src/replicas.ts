@@ -206,10 +206,15 @@ export class ReplicaSet {
     const replica = (connection as ReplicaConnection).replica;
     if (!replica) return false;
     replica.inUse.delete(connection);
-    if (destroy || (connection as ReplicaConnection).replicaGeneration !== replica.generation) {
-      Promise.resolve(replica.pool.destroy(connection)).catch(() => {});
-    } else {
-      replica.pool.release(connection);
+    try {
+      if (destroy || this.closed || (connection as ReplicaConnection).replicaGeneration !== replica.generation) {
+        Promise.resolve(replica.pool.destroy(connection)).catch(() => {});
+      } else {
+        replica.pool.release(connection);
+      }
+    } catch {
+      // the pool was closed under it (dispose): the connection goes with the pool
+      connection.end().catch(() => undefined);
     }
     return true;
   }
