@@ -2,7 +2,7 @@ import pg from 'pg';
 import type { Sequelize, Options as SequelizeOptions } from 'sequelize';
 import { ConnectionAcquireTimeoutError } from 'sequelize';
 import { optionsFromEnv, parseDatabaseUrl, replyDeadlineMs, resolveEngineOptions, type EngineOptions, type ParsedUrl, type ResolvedEngineOptions } from './config.js';
-import { CommitOutcomeUnknownError, EngineDisposedError, PoolTimeoutError, SessionClosedError, SessionLocalError } from './errors.js';
+import { CommitOutcomeUnknownError, EngineDisposedError, PoolTimeoutError, ReplicaUnavailableError, SessionClosedError, SessionLocalError } from './errors.js';
 import { redact, scrubError } from './redact.js';
 import { ReplicaSet, type PoolStats, type ReplicaPing, type ReplicaStats } from './replicas.js';
 import { createScopeStorage, type ScopeStorage } from './scope.js';
@@ -367,6 +367,17 @@ function clientModule(options: ResolvedEngineOptions): typeof pg {
   class EngineClient extends SessionClient {
     constructor(config?: SessionClientConfig) {
       super({ ...config, ...own });
+    }
+
+    /** A statement on a connection closed because its replica was marked down fails with that reason (not pg's "not queryable"). */
+    // biome-ignore lint/suspicious/noExplicitAny: pg's overloads
+    override query(config: any, values?: any, callback?: any): any {
+      const reason = (this as unknown as { abandoned?: unknown }).abandoned;
+      if (!(reason instanceof ReplicaUnavailableError)) return super.query(config, values, callback);
+      const done = typeof values === 'function' ? values : callback;
+      if (typeof done !== 'function') return Promise.reject(reason);
+      process.nextTick(() => done(reason));
+      return undefined;
     }
   }
   return Object.assign(Object.create(pg) as typeof pg, { Client: EngineClient });

@@ -185,7 +185,7 @@ export class ReplicaSet {
       if (minLsn === undefined) return connection;
       let replayed: boolean;
       try {
-        replayed = await this.replayed(replica, connection, minLsn, maxWaitMs);
+        replayed = await this.replayed(replica, connection, minLsn, maxWaitMs, session);
       } catch (error) {
         this.release(connection, true);
         this.markDown(replica, describe(error, this.secrets), true);
@@ -194,6 +194,8 @@ export class ReplicaSet {
       }
       if (replayed) return connection;
       this.release(connection, false);
+      // the client left while the session waited for the replay position
+      if (session?.abortRequested) throw session.signal.reason ?? new Error('aborted');
     }
     // read-your-writes: the primary has the session's writes, whatever the fallback setting
     if (minLsn !== undefined && problems.length < count) return undefined;
@@ -305,7 +307,7 @@ export class ReplicaSet {
   }
 
   /** Poll the replica's replay position until it reaches `minLsn`, for at most `maxWaitMs`. */
-  private async replayed(replica: Replica, connection: ReplicaConnection, minLsn: string, maxWaitMs: number): Promise<boolean> {
+  private async replayed(replica: Replica, connection: ReplicaConnection, minLsn: string, maxWaitMs: number, session: Session | undefined): Promise<boolean> {
     if (replica.replayLsn !== undefined && lsnAtLeast(replica.replayLsn, minLsn)) return true;
     const deadline = performance.now() + maxWaitMs;
     const client = connection as SessionClient;
@@ -318,7 +320,7 @@ export class ReplicaSet {
         if (row?.lsn && (replica.replayLsn === undefined || lsnAtLeast(row.lsn, replica.replayLsn))) replica.replayLsn = row.lsn;
         if (row?.ok) return true;
         const left = deadline - performance.now();
-        if (left <= 0) return false;
+        if (left <= 0 || session?.abortRequested) return false;
         await sleep(Math.min(pause, left));
       }
     } finally {

@@ -276,6 +276,46 @@ suite(`read replicas on a real streaming standby${unsupported ? ` (skipped: ${un
     });
   });
 
+  it('hostile: a session between statements when its replica is marked down gets ReplicaUnavailableError on its next statement; an aborted request waiting for a replay position gets its abort', async () => {
+    const proxy = await startFaultProxy({ port: pair.standby.port });
+    try {
+      const engine = engineOf({ replicaOptions: { checkIntervalMs: 100, checkTimeoutMs: 300, onStateChange: () => {} } }, proxy.url(primaryUrl));
+      const SessionLocal = sessionmaker(engine, { readYourWrites: { maxWaitMs: 2000 } });
+      const session = SessionLocal({ readOnly: true });
+      expect(await session.run(() => inRecovery(engine))).toBe(true);
+      proxy.silent();
+      await waitFor(() => engine.stats().pools?.replicas[0]?.state === 'down', 3000);
+      const next = await session.run(() => inRecovery(engine)).catch((e: unknown) => e);
+      expect(next).toBeInstanceOf(ReplicaUnavailableError);
+      await session.close();
+      expect(engine.stats().pool.inUse).toBe(0);
+      proxy.pass();
+      proxy.reset();
+      await waitFor(() => engine.stats().pools?.replicas[0]?.state === 'up', 3000);
+      // a position the standby will not reach soon: the session waits on the replica; the client leaves
+      await pair.standby.query('SELECT pg_wal_replay_pause()');
+      try {
+        const writer = SessionLocal();
+        await writer.run(() => engine.sequelize.query("INSERT INTO items VALUES (6001, 'abort')"));
+        await writer.commit();
+        await writer.close();
+        const reader = SessionLocal({ readOnly: true, minLsn: writer.commitLsn });
+        const started = performance.now();
+        const reading = reader.run(() => inRecovery(engine)).catch((e: unknown) => e);
+        setTimeout(() => reader.abort(new Error('client left')), 100);
+        const outcome = await reading;
+        expect(performance.now() - started).toBeLessThan(1500);
+        expect(outcome).toMatchObject({ message: 'client left' });
+        await reader.close();
+        expect(engine.stats().pool.inUse).toBe(0);
+      } finally {
+        await pair.standby.query('SELECT pg_wal_replay_resume()');
+      }
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('lagging replica (replay paused): skipped beyond maxLagMs (reads from the primary), used again once caught up', async () => {
     const engine = engineOf({ replicaOptions: { checkIntervalMs: 100, maxLagMs: 300 } });
     const SessionLocal = sessionmaker(engine);
