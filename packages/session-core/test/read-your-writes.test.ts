@@ -7,7 +7,7 @@ import { useDatabase } from './support.js';
 
 const h = useDatabase();
 
-const hex = (max: number) => fc.bigInt({ min: 0n, max }).map((n) => n.toString(16).toUpperCase());
+const hex = (max: bigint) => fc.bigInt({ min: 0n, max }).map((n) => n.toString(16).toUpperCase());
 const lsn = fc.tuple(hex(0xffffffffn), hex(0xffffffffn)).map(([hi, lo]) => `${hi}/${lo}`);
 
 describe('read-your-writes building blocks', () => {
