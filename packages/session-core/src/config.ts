@@ -368,7 +368,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv): { url: string; options: 
   const replicaList = env.DATABASE_REPLICA_URLS?.trim();
   if (replicaList) {
     const urls = replicaList.split(/[\s,]+/).filter(Boolean);
-    urls.forEach((u, i) => parseDatabaseUrl(u, `DATABASE_REPLICA_URLS[${i}]`));
+    for (const [i, u] of urls.entries()) parseDatabaseUrl(u, `DATABASE_REPLICA_URLS[${i}]`);
     options.replicas = urls;
   }
   const replicaOptions: ReplicaOptions = {};

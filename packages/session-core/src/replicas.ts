@@ -124,7 +124,7 @@ export class ReplicaSet {
 
   constructor(
     private readonly options: ResolvedEngineOptions,
-    private readonly manager: ConnectionManager,
+    manager: ConnectionManager,
     private readonly secrets: readonly string[],
   ) {
     const Pool = manager.pool.constructor as PoolConstructor;
@@ -437,7 +437,13 @@ export class ReplicaSet {
     const streamingChanged = state !== 'down' && wasStreaming !== undefined && replica.streaming !== wasStreaming;
     if (before === state && !streamingChanged) return;
     if (before === 'unknown' && state === 'up') return;
-    const event = { url: replica.name, state: state as 'up' | 'down' | 'lagging', ...(replica.streaming !== undefined && { streaming: replica.streaming }), ...(cause !== undefined && { cause }), ...(replica.lagMs !== undefined && { lagMs: Math.round(replica.lagMs) }) };
+    const event = {
+      url: replica.name,
+      state: state as 'up' | 'down' | 'lagging',
+      ...(replica.streaming !== undefined && { streaming: replica.streaming }),
+      ...(cause !== undefined && { cause }),
+      ...(replica.lagMs !== undefined && { lagMs: Math.round(replica.lagMs) }),
+    };
     const listener = this.options.replicaOptions.onStateChange;
     if (listener) {
       try {
@@ -446,7 +452,9 @@ export class ReplicaSet {
         // a listener must not break routing
       }
     } else if (before !== state && (state === 'down' || state === 'lagging')) {
-      process.emitWarning(`sessionlocal: read replica ${replica.name} is ${state} (${cause}); read-only sessions ${this.options.replicaOptions.fallback === 'primary' ? 'use another replica or the primary' : 'fail with ReplicaUnavailableError'} until it recovers`);
+      process.emitWarning(
+        `sessionlocal: read replica ${replica.name} is ${state} (${cause}); read-only sessions ${this.options.replicaOptions.fallback === 'primary' ? 'use another replica or the primary' : 'fail with ReplicaUnavailableError'} until it recovers`,
+      );
     } else if (streamingChanged && replica.streaming === false) {
       process.emitWarning(`sessionlocal: read replica ${replica.name} stopped streaming from the primary; its reads get staler (set replicaOptions.maxLagMs to bound it)`);
     }

@@ -304,7 +304,8 @@ function resolveCarrier(option: true | ReadYourWritesCarrier): ResolvedCarrier {
     const value = option[field];
     if (value === false) return undefined;
     if (value === undefined) return DEFAULT_CARRIER[field];
-    if (typeof value !== 'string' || !TOKEN.test(value)) throw new SessionLocalConfigError(`readYourWrites.${field}`, `must be a ${field} name (letters, digits, - _) or false, got ${JSON.stringify(value)}`);
+    if (typeof value !== 'string' || !TOKEN.test(value))
+      throw new SessionLocalConfigError(`readYourWrites.${field}`, `must be a ${field} name (letters, digits, - _) or false, got ${JSON.stringify(value)}`);
     return field === 'header' ? value.toLowerCase() : value;
   };
   const maxAge = option.maxAgeSeconds ?? DEFAULT_CARRIER.maxAgeSeconds;

@@ -15,7 +15,7 @@ describe('read-your-writes building blocks', () => {
     const pairs = fc.sample(fc.tuple(lsn, lsn), 300);
     pairs.push(['0/0', '0/0'], ['1/0', '0/FFFFFFFF'], ['0/16B3748', '0/16B3749']);
     const { rows } = await h.observer.query<{ ge: boolean }>('SELECT a::pg_lsn >= b::pg_lsn AS ge FROM unnest($1::text[], $2::text[]) AS t(a, b)', [pairs.map((p) => p[0]), pairs.map((p) => p[1])]);
-    pairs.forEach(([a, b], i) => expect(lsnAtLeast(a, b), `${a} >= ${b}`).toBe(rows[i]?.ge));
+    for (const [i, [a, b]] of pairs.entries()) expect(lsnAtLeast(a, b), `${a} >= ${b}`).toBe(rows[i]?.ge);
   });
 
   it('a read-only request gets minLsn from the header or the cookie among any other cookies; a malformed token is ignored', () => {
@@ -45,7 +45,17 @@ describe('read-your-writes building blocks', () => {
 
   it('statements that only read are not writes; anything else, and SELECTs that write, are', () => {
     for (const sql of ['SELECT 1', '  select * from t', 'SHOW work_mem', 'EXPLAIN SELECT 1', 'SAVEPOINT a', 'RELEASE SAVEPOINT a', 'ROLLBACK TO SAVEPOINT a']) expect(mayWrite(sql), sql).toBe(false);
-    for (const sql of ['INSERT INTO t VALUES (1)', 'UPDATE t SET a = 1', 'DELETE FROM t', 'WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x', "SELECT nextval('s')", 'SELECT * FROM t FOR UPDATE', 'SELECT 1 INTO t2', 'CALL p()', ''])
+    for (const sql of [
+      'INSERT INTO t VALUES (1)',
+      'UPDATE t SET a = 1',
+      'DELETE FROM t',
+      'WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x',
+      "SELECT nextval('s')",
+      'SELECT * FROM t FOR UPDATE',
+      'SELECT 1 INTO t2',
+      'CALL p()',
+      '',
+    ])
       expect(mayWrite(sql), sql).toBe(true);
   });
 

@@ -550,7 +550,7 @@ export const scenarios: Scenario[] = [
           {
             method: 'POST',
             path: '/ryw',
-            handler: async (ctx) => {
+            handler: async () => {
               await sql(factory, 'INSERT INTO conf_items (label) VALUES ($1) RETURNING id', [uniqueLabel('ryw')]);
               return { status: 201, headers: { 'x-app': 'kept' }, body: { ok: true } };
             },

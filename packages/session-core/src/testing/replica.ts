@@ -139,7 +139,7 @@ export async function startStreamingReplica(options: { binDir?: string } = {}): 
       'wal_retrieve_retry_interval = 200ms',
       "log_min_messages = 'warning'",
     ];
-    await appendFile(primaryDir + '/postgresql.conf', `\n${[...common, `port = ${primaryPort}`].join('\n')}\n`);
+    await appendFile(join(primaryDir, 'postgresql.conf'), `\n${[...common, `port = ${primaryPort}`].join('\n')}\n`);
     // a cleanly shut down, never started cluster: its copy is a valid base backup
     await run('cp', ['-a', primaryDir, standbyDir], undefined);
     await appendFile(
