@@ -59,8 +59,8 @@ suite(`read replicas on a real streaming standby${unsupported ? ` (skipped: ${un
     expect(engine.stats().pool.inUse).toBe(0);
   });
 
-  it('read-your-writes: with an apply delay, reads after a commit miss the row without the mechanism and never with it (served by the primary when the standby is behind)', async () => {
-    await pair.setApplyDelay(300);
+  it('read-your-writes: with a 1 s apply delay, reads after a commit miss the row without the mechanism and never with it (served by the primary when the standby is behind)', async () => {
+    await pair.setApplyDelay(1000);
     try {
       const engine = engineOf({ replicaOptions: { checkIntervalMs: 0 } });
       const Item = itemModel(engine);
@@ -83,7 +83,7 @@ suite(`read replicas on a real streaming standby${unsupported ? ` (skipped: ${un
         const found = await ryw.begin(() => Item.findByPk(b), { readOnly: true, minLsn: writer.commitLsn });
         if (!found) missedOn++;
       }
-      console.log(`read-your-writes, recovery_min_apply_delay 300ms: missed ${missedOff}/${tries} without, ${missedOn}/${tries} with the mechanism`);
+      console.log(`read-your-writes, recovery_min_apply_delay 1000ms: missed ${missedOff}/${tries} without, ${missedOn}/${tries} with the mechanism`);
       expect(missedOn).toBe(0);
       expect(missedOff).toBe(tries);
     } finally {
@@ -135,7 +135,7 @@ suite(`read replicas on a real streaming standby${unsupported ? ` (skipped: ${un
   });
 
   it('across HTTP requests: the commit position travels in a cookie or header (set through the response holder) and the next read-only request sees its write', async () => {
-    await pair.setApplyDelay(300);
+    await pair.setApplyDelay(1000);
     let server: Server | undefined;
     try {
       const engine = engineOf({ replicaOptions: { checkIntervalMs: 0 } });
@@ -169,7 +169,7 @@ suite(`read replicas on a real streaming standby${unsupported ? ` (skipped: ${un
       const cookies = posted.headers.getSetCookie();
       expect(cookies).toContain('theme=dark; Path=/');
       expect(cookies).toContainEqual(`sl_lsn=${lsn}; Max-Age=60; Path=/; HttpOnly; SameSite=Lax`);
-      // first the read without the token: the standby is 300 ms behind, it must miss there
+      // first the read without the token: the standby is 1 s behind, it must miss there
       const without = await (await fetch(`${base}/items?id=5001`)).json();
       const withCookie = await (await fetch(`${base}/items?id=5001`, { headers: { cookie: `theme=dark; sl_lsn=${lsn}` } })).json();
       const withHeader = await (await fetch(`${base}/items?id=5001`, { headers: { 'x-sessionlocal-lsn': String(lsn) } })).json();
