@@ -380,6 +380,11 @@ export class ReplicaSet {
       if (replica.checker === client) replica.checker = undefined;
     });
     await withDeadline(client.connect(), timeoutMs + 100, () => destroyClient(client));
+    // disposed while connecting: the connection must not outlive the engine
+    if (this.closed) {
+      destroyClient(client);
+      throw new Error('the engine was disposed');
+    }
     replica.checker = client;
     return client;
   }

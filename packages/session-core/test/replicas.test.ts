@@ -78,4 +78,15 @@ describe('read replicas (replica URL pointed at the primary)', () => {
     expect(() => sessionmaker(engine)({ readOnly: true, minLsn: 'x; DROP TABLE' })).toThrow(/minLsn/);
     expect(() => sessionmaker(engine, { readYourWrites: { maxWaitMs: -5 } })).toThrow(/readYourWrites.maxWaitMs/);
   });
+
+  it('dispose closes the replica pools and the health-check connections, also with a check in flight', async () => {
+    const engine = createEngine(h.db.url, { replicas: [h.db.url], applicationName: 'sl-replica-dispose', replicaOptions: { checkIntervalMs: 20 } });
+    const SessionLocal = sessionmaker(engine);
+    await SessionLocal.begin(() => engine.sequelize.query('SELECT 1'), { readOnly: true });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await engine.dispose();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const { rows } = await h.observer.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'sl-replica-dispose%'");
+    expect(rows[0].n).toBe(0);
+  });
 });
