@@ -49,8 +49,13 @@ export interface EngineOptions<S extends Sequelize = Sequelize> {
   idleInTransactionTimeoutMs?: number;
   /** `application_name` shown in `pg_stat_activity`. */
   applicationName?: string;
-  /** Read replica URLs; read-only sessions use them. */
+  /**
+   * Read replica URLs: read-only sessions use them (one pool per replica, each up to `pool.max`);
+   * everything else, statements outside sessions included, uses the primary.
+   */
   replicas?: readonly string[];
+  /** Health checks, lag limit and fallback of `replicas` (see docs/production.md, "Read replicas"). */
+  replicaOptions?: ReplicaOptions;
   /** Queries outside any session throw `NoActiveSessionError` instead of autocommitting. */
   strict?: boolean;
   /**
@@ -61,6 +66,24 @@ export interface EngineOptions<S extends Sequelize = Sequelize> {
   sequelizeClass?: SequelizeClass<S>;
   /** Extra Sequelize options, passed through (connection settings above win); those of `sequelizeClass` too (sequelize-typescript's `models`, `repositoryMode`). */
   sequelize?: PassThroughOptions<S>;
+}
+
+/** Options of `replicas`. */
+export interface ReplicaOptions {
+  /**
+   * What a read-only session does when no replica can serve it (all down or lagging):
+   * `'primary'` (default) reads from the primary; `'error'` throws `ReplicaUnavailableError`
+   * (adapters answer 503 with `Retry-After`).
+   */
+  fallback?: 'primary' | 'error';
+  /** Skip a replica whose replay lag is above this (ms; default: no limit). */
+  maxLagMs?: number;
+  /** How often each replica is checked on its own connection (default 1000; 0: no background checks). */
+  checkIntervalMs?: number;
+  /** Connect and reply deadline of a check: a replica that does not answer within it is marked down (default 2000). */
+  checkTimeoutMs?: number;
+  /** Told when a replica changes state (`up`, `down`, `lagging`) or stops/starts streaming from the primary; default: `process.emitWarning` for `down`, `lagging` and stopped streaming. */
+  onStateChange?: (replica: { url: string; state: 'up' | 'down' | 'lagging'; streaming?: boolean; cause?: string; lagMs?: number }) => void;
 }
 
 /** The constructor options of `S` (sequelize-typescript declares its own `options`) minus what the engine sets. */
@@ -92,9 +115,18 @@ export interface ResolvedEngineOptions {
   idleInTransactionTimeoutMs: number | undefined;
   applicationName: string | undefined;
   replicas: ParsedUrl[];
+  replicaOptions: ResolvedReplicaOptions;
   strict: boolean;
   sequelize: PassThroughOptions | undefined;
   sequelizeClass: typeof Sequelize;
+}
+
+export interface ResolvedReplicaOptions {
+  fallback: 'primary' | 'error';
+  maxLagMs: number | undefined;
+  checkIntervalMs: number;
+  checkTimeoutMs: number;
+  onStateChange: ReplicaOptions['onStateChange'];
 }
 
 /** The transaction isolation levels PostgreSQL accepts. */
@@ -191,9 +223,26 @@ export function resolveEngineOptions<S extends Sequelize>(options: EngineOptions
     idleInTransactionTimeoutMs: integer('idleInTransactionTimeoutMs', options.idleInTransactionTimeoutMs, 0),
     applicationName: options.applicationName,
     replicas: replicas.map((url, i) => parseDatabaseUrl(url, `replicas[${i}]`)),
+    replicaOptions: resolveReplicaOptions(options.replicaOptions),
     strict: options.strict ?? false,
     sequelize: options.sequelize as PassThroughOptions | undefined,
     sequelizeClass: checkSequelizeClass(options.sequelizeClass),
+  };
+}
+
+function resolveReplicaOptions(options: ReplicaOptions | undefined): ResolvedReplicaOptions {
+  if (options !== undefined && (options === null || typeof options !== 'object')) throw new ConfigError('replicaOptions', 'must be an object');
+  const o = options ?? {};
+  if (o.fallback !== undefined && o.fallback !== 'primary' && o.fallback !== 'error') {
+    throw new ConfigError('replicaOptions.fallback', `must be 'primary' or 'error', got ${JSON.stringify(o.fallback)}`);
+  }
+  if (o.onStateChange !== undefined && typeof o.onStateChange !== 'function') throw new ConfigError('replicaOptions.onStateChange', 'must be a function');
+  return {
+    fallback: o.fallback ?? 'primary',
+    maxLagMs: integer('replicaOptions.maxLagMs', o.maxLagMs, 0),
+    checkIntervalMs: integer('replicaOptions.checkIntervalMs', o.checkIntervalMs, 0, 1_000),
+    checkTimeoutMs: integer('replicaOptions.checkTimeoutMs', o.checkTimeoutMs, 1, 2_000),
+    onStateChange: o.onStateChange,
   };
 }
 
@@ -316,5 +365,24 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv): { url: string; options: 
     const value = num(name, 0);
     if (value !== undefined) options[field] = value;
   }
+  const replicaList = env.DATABASE_REPLICA_URLS?.trim();
+  if (replicaList) {
+    const urls = replicaList.split(/[\s,]+/).filter(Boolean);
+    for (const [i, u] of urls.entries()) parseDatabaseUrl(u, `DATABASE_REPLICA_URLS[${i}]`);
+    options.replicas = urls;
+  }
+  const replicaOptions: ReplicaOptions = {};
+  const maxLag = num('DB_REPLICA_MAX_LAG_MS', 0);
+  const checkInterval = num('DB_REPLICA_CHECK_INTERVAL_MS', 0);
+  const checkTimeout = num('DB_REPLICA_CHECK_TIMEOUT_MS', 1);
+  if (maxLag !== undefined) replicaOptions.maxLagMs = maxLag;
+  if (checkInterval !== undefined) replicaOptions.checkIntervalMs = checkInterval;
+  if (checkTimeout !== undefined) replicaOptions.checkTimeoutMs = checkTimeout;
+  const fallback = env.DB_REPLICA_FALLBACK;
+  if (fallback !== undefined && fallback !== '') {
+    if (fallback !== 'primary' && fallback !== 'error') throw new ConfigError('DB_REPLICA_FALLBACK', `must be 'primary' or 'error', got ${JSON.stringify(fallback)}`);
+    replicaOptions.fallback = fallback;
+  }
+  if (Object.keys(replicaOptions).length > 0) options.replicaOptions = replicaOptions;
   return { url, options };
 }

@@ -2,8 +2,9 @@ import pg from 'pg';
 import type { Sequelize, Options as SequelizeOptions } from 'sequelize';
 import { ConnectionAcquireTimeoutError } from 'sequelize';
 import { optionsFromEnv, parseDatabaseUrl, replyDeadlineMs, resolveEngineOptions, type EngineOptions, type ParsedUrl, type ResolvedEngineOptions } from './config.js';
-import { CommitOutcomeUnknownError, EngineDisposedError, PoolTimeoutError, SessionClosedError, SessionLocalError } from './errors.js';
+import { CommitOutcomeUnknownError, EngineDisposedError, PoolTimeoutError, ReplicaUnavailableError, SessionClosedError, SessionLocalError } from './errors.js';
 import { redact, scrubError } from './redact.js';
+import { ReplicaSet, type PoolStats, type ReplicaPing, type ReplicaStats } from './replicas.js';
 import { createScopeStorage, type ScopeStorage } from './scope.js';
 import { SessionClient, transactionStatus, type SessionClientConfig } from './pipelined-begin.js';
 import { scopedSequelizeClass } from './scoped-sequelize.js';
@@ -24,8 +25,18 @@ export interface PooledConnection extends pg.Client {
 
 /** What `engine.stats()` reports. */
 export interface EngineStats {
-  pool: { size: number; idle: number; inUse: number; waiting: number };
+  /** All pools together (the primary's and every replica's). */
+  pool: PoolStats;
+  /** Each pool on its own, with `replicas` only: the primary's, and per replica its pool and health. */
+  pools?: { primary: PoolStats; replicas: ReplicaStats[] };
   sessions: { open: number; opened: number; committed: number; rolledBack: number };
+}
+
+/** What `engine.ping({ replicas: true })` reports. */
+export interface PingReport {
+  /** Round trip to the primary (ms). */
+  primaryMs: number;
+  replicas: ReplicaPing[];
 }
 
 interface SequelizePool {
@@ -33,6 +44,13 @@ interface SequelizePool {
   available: number;
   using: number;
   waiting: number;
+  release(connection: unknown): void;
+  destroy(connection: unknown): Promise<void> | void;
+}
+
+interface SequelizeConnectionManager {
+  pool: SequelizePool;
+  getConnection(options: object): Promise<PooledConnection>;
 }
 
 /** A database: the connection pool and the Sequelize instance its models are defined on. */
@@ -53,6 +71,8 @@ export class Engine<S extends Sequelize = Sequelize> {
   private releaseWaiters: Array<() => void> = [];
   /** Reply deadline of statements outside sessions and of sessions without their own settings. */
   private readonly defaultReplyTimeoutMs: number | undefined;
+  /** @internal The replica pools (undefined without `replicas`). */
+  readonly replicaSet: ReplicaSet | undefined;
 
   constructor(url: string, options: EngineOptions<S> = {}) {
     const main = parseDatabaseUrl(url);
@@ -76,11 +96,10 @@ export class Engine<S extends Sequelize = Sequelize> {
       ...connectionFields(main),
       pool: { max: pool.max, min: pool.min, acquire: pool.acquireTimeoutMs, idle: pool.idleTimeoutMs, evict: Math.min(pool.idleTimeoutMs, 1000) },
     };
-    if (this.options.replicas.length > 0) {
-      sequelizeOptions.replication = { write: connectionFields(main), read: this.options.replicas.map(connectionFields) };
-    }
     const EngineSequelize = scopedSequelizeClass(this as unknown as Engine, this.options.sequelizeClass);
     this.sequelize = new EngineSequelize(sequelizeOptions) as S;
+    // one pool per replica, next to Sequelize's own (the primary's): only read-only sessions use them
+    if (this.options.replicas.length > 0) this.replicaSet = new ReplicaSet(this.options, this.manager() as never, this.secrets);
     this.defaultReplyTimeoutMs = replyDeadlineMs(this.options);
     keepSessionLocalErrors(this.sequelize);
   }
@@ -94,18 +113,31 @@ export class Engine<S extends Sequelize = Sequelize> {
     this.statementWrapper = wrap;
   }
 
-  /** Pool and session counters. */
+  /** Pool and session counters: all pools together (`pool`) and each on its own (`pools`). */
   stats(): EngineStats {
-    const pools = this.pools();
-    const sum = (key: keyof SequelizePool) => pools.reduce((n, p) => n + p[key], 0);
+    const main = this.manager().pool;
+    const primary = { size: main.size, idle: main.available, inUse: main.using, waiting: main.waiting };
+    const replicas = this.replicaSet?.stats() ?? [];
+    const sum = (key: keyof PoolStats) => replicas.reduce((n, r) => n + r[key], primary[key]);
     return {
-      pool: { size: sum('size'), idle: sum('available'), inUse: sum('using'), waiting: sum('waiting') },
+      pool: { size: sum('size'), idle: sum('idle'), inUse: sum('inUse'), waiting: sum('waiting') },
+      ...(this.replicaSet && { pools: { primary, replicas } }),
       sessions: { open: this.holding.size, ...this.counters },
     };
   }
 
-  /** One round trip to the database; resolves with its latency in milliseconds. */
-  async ping(): Promise<number> {
+  /**
+   * One round trip to the primary; resolves with its latency in milliseconds. With
+   * `{ replicas: true }`, every replica is health-checked too (their states are updated; a replica
+   * failing does not reject, its `error` says why).
+   */
+  ping(): Promise<number>;
+  ping(options: { replicas: true }): Promise<PingReport>;
+  async ping(options?: { replicas?: boolean }): Promise<number | PingReport> {
+    if (options?.replicas) {
+      const [primaryMs, replicas] = await Promise.all([this.ping(), this.replicaSet?.ping() ?? Promise.resolve([])]);
+      return { primaryMs, replicas };
+    }
     const started = performance.now();
     const connection = await this.acquire(false);
     let broken = false;
@@ -150,15 +182,17 @@ export class Engine<S extends Sequelize = Sequelize> {
   async acquire(readOnly: boolean, session?: Session): Promise<PooledConnection> {
     if (this.disposed) throw new EngineDisposedError();
     abandonedRequest(session);
-    const manager = (this.sequelize as unknown as { connectionManager: { getConnection(o: object): Promise<PooledConnection> } }).connectionManager;
+    const manager = this.manager();
     const { validateIdleMs, max, acquireTimeoutMs } = this.options.pool;
+    const replicas = readOnly ? this.replicaSet : undefined;
     const started = performance.now();
     let reconnects = 0;
     for (let attempt = 0; ; attempt++) {
       let connection: PooledConnection;
       try {
-        connection = await manager.getConnection(readOnly ? { type: 'SELECT' } : { type: 'RAW' });
+        connection = (replicas && (await replicas.connection(session))) || (await manager.getConnection({ type: 'RAW' }));
       } catch (error) {
+        if (error instanceof SessionLocalError) throw error;
         if (error instanceof ConnectionAcquireTimeoutError) throw new PoolTimeoutError(acquireTimeoutMs, error);
         // A connection attempt that timed out or was cut (often one started while the network was
         // down, handed to this waiter): nothing ran, try a new one while the acquire deadline lasts.
@@ -199,17 +233,19 @@ export class Engine<S extends Sequelize = Sequelize> {
 
   /** @internal Return a connection to the pool, or destroy it when it may carry state or is broken. */
   release(connection: PooledConnection, destroy: boolean): void {
-    const manager = (this.sequelize as unknown as { connectionManager: { pool: { release(c: unknown): void; destroy(c: unknown): Promise<void> | void } } }).connectionManager;
+    const manager = this.manager();
     connection.uuid = undefined;
     // Only an idle connection goes back: no open or aborted transaction (pg reports the status byte).
     const status = transactionStatus(connection);
-    if (destroy || connection._invalid || connection._ending || (status !== 'I' && status !== null)) {
+    const broken = destroy || connection._invalid || connection._ending || (status !== 'I' && status !== null);
+    if (!broken && connection instanceof SessionClient) {
+      connection.replyTimeoutMs = connection.defaultReplyTimeoutMs;
+      connection.idleSince = performance.now();
+    }
+    if (this.replicaSet?.release(connection, Boolean(broken))) return;
+    if (broken) {
       Promise.resolve(manager.pool.destroy(connection)).catch(() => {});
     } else {
-      if (connection instanceof SessionClient) {
-        connection.replyTimeoutMs = connection.defaultReplyTimeoutMs;
-        connection.idleSince = performance.now();
-      }
       manager.pool.release(connection);
     }
   }
@@ -242,10 +278,8 @@ export class Engine<S extends Sequelize = Sequelize> {
     this.options.echo?.(redact(sql, this.secrets));
   }
 
-  private pools(): SequelizePool[] {
-    const pool = (this.sequelize as unknown as { connectionManager: { pool: SequelizePool & { read?: SequelizePool; write?: SequelizePool } } }).connectionManager.pool;
-    if (pool.read && pool.write) return [pool.read, pool.write];
-    return [pool];
+  private manager(): SequelizeConnectionManager {
+    return (this.sequelize as unknown as { connectionManager: SequelizeConnectionManager }).connectionManager;
   }
 
   private async disposeNow(timeoutMs: number): Promise<void> {
@@ -267,6 +301,7 @@ export class Engine<S extends Sequelize = Sequelize> {
       await this.waitFor(() => this.holding.size === 0, 1_000);
     }
     await Promise.all([...this.holding].map((session) => session.terminate()));
+    await this.replicaSet?.close();
     await this.sequelize.close();
   }
 
@@ -337,6 +372,17 @@ function clientModule(options: ResolvedEngineOptions): typeof pg {
     constructor(config?: SessionClientConfig) {
       super({ ...config, ...own });
     }
+
+    /** A statement on a connection closed because its replica was marked down fails with that reason (not pg's "not queryable"). */
+    // biome-ignore lint/suspicious/noExplicitAny: pg's overloads
+    override query(config: any, values?: any, callback?: any): any {
+      const reason = (this as unknown as { abandoned?: unknown }).abandoned;
+      if (!(reason instanceof ReplicaUnavailableError)) return super.query(config, values, callback);
+      const done = typeof values === 'function' ? values : callback;
+      if (typeof done !== 'function') return Promise.reject(reason);
+      process.nextTick(() => done(reason));
+      return undefined;
+    }
   }
   return Object.assign(Object.create(pg) as typeof pg, { Client: EngineClient });
 }
@@ -359,10 +405,17 @@ export function createEngine<S extends Sequelize = Sequelize>(url: string, optio
 /**
  * Create an engine from `DATABASE_URL`, `DB_POOL_MAX`, `DB_POOL_MIN`, `DB_POOL_ACQUIRE_TIMEOUT_MS`,
  * `DB_POOL_IDLE_TIMEOUT_MS`, `DB_POOL_VALIDATE_IDLE_MS`, `DB_STATEMENT_TIMEOUT_MS`,
- * `DB_CONNECT_TIMEOUT_MS`, `DB_KEEPALIVE_MS`, `DB_REPLY_TIMEOUT_MS`, `DB_REPLY_TIMEOUT_MARGIN_MS` and `DB_ECHO`.
+ * `DB_CONNECT_TIMEOUT_MS`, `DB_KEEPALIVE_MS`, `DB_REPLY_TIMEOUT_MS`, `DB_REPLY_TIMEOUT_MARGIN_MS`, `DB_ECHO`,
+ * `DATABASE_REPLICA_URLS` (comma- or space-separated), `DB_REPLICA_MAX_LAG_MS`, `DB_REPLICA_FALLBACK`
+ * (`primary` | `error`), `DB_REPLICA_CHECK_INTERVAL_MS` and `DB_REPLICA_CHECK_TIMEOUT_MS`.
  */
 export function engineFromEnv<S extends Sequelize = Sequelize>(env: NodeJS.ProcessEnv = process.env, overrides: EngineOptions<S> = {}): Engine<S> {
   const { url, options } = optionsFromEnv(env);
-  const merged: EngineOptions<S> = { ...(options as EngineOptions<S>), ...overrides, pool: { ...options.pool, ...overrides.pool } };
+  const merged: EngineOptions<S> = {
+    ...(options as EngineOptions<S>),
+    ...overrides,
+    pool: { ...options.pool, ...overrides.pool },
+    ...((options.replicaOptions || overrides.replicaOptions) && { replicaOptions: { ...options.replicaOptions, ...overrides.replicaOptions } }),
+  };
   return new Engine<S>(url, merged);
 }

@@ -12,7 +12,8 @@ export type SessionLocalErrorCode =
   | 'NESTED_TRANSACTION_REFUSED'
   | 'RAW_TRANSACTION_CONTROL'
   | 'REPLY_TIMEOUT'
-  | 'COMMIT_OUTCOME_UNKNOWN';
+  | 'COMMIT_OUTCOME_UNKNOWN'
+  | 'REPLICA_UNAVAILABLE';
 
 /** Base class of every error thrown by sessionlocal; `code` is stable across releases. */
 export class SessionLocalError extends Error {
@@ -76,9 +77,17 @@ export class PoolTimeoutError extends SessionLocalError {
   readonly expose = true;
   readonly headers: Record<string, string> = { 'retry-after': '1' };
 
-  constructor(timeoutMs: number, cause?: unknown) {
-    super('POOL_TIMEOUT', `No database connection became free within ${timeoutMs} ms (pool exhausted). Retry later, raise pool.max or shorten transactions.`, { cause });
+  /** The pool that had no free connection: `primary`, or a replica's URL (password shown as `***`). */
+  readonly pool: string;
+
+  constructor(timeoutMs: number, cause?: unknown, pool = 'primary') {
+    super(
+      'POOL_TIMEOUT',
+      `No database connection became free within ${timeoutMs} ms (${pool === 'primary' ? 'pool' : `pool of replica ${pool}`} exhausted). Retry later, raise pool.max (per pool) or shorten transactions.`,
+      { cause },
+    );
     this.timeoutMs = timeoutMs;
+    this.pool = pool;
   }
 }
 
@@ -147,6 +156,42 @@ export class CommitOutcomeUnknownError extends SessionLocalError {
       `COMMIT${sessionId === undefined ? '' : ` of session ${sessionId}`} was sent but its reply never came: the transaction may or may not have been committed (${describe(cause)}). Check before retrying.`,
       { cause },
     );
+  }
+}
+
+/** Why one replica could not serve a read-only session. */
+export interface ReplicaProblem {
+  /** The replica's URL, password shown as `***`. */
+  url: string;
+  /** `down`: refused, reset or did not answer; `lagging`: further behind than `replicaOptions.maxLagMs`; `busy`: its pool had no free connection. */
+  state: 'down' | 'lagging' | 'busy';
+  /** What was seen: the connection error, the missed deadline, or the lag. */
+  cause: string;
+}
+
+/**
+ * No read replica could serve a read-only session and `replicaOptions.fallback` is `'error'`, or
+ * the replica a session was reading from was marked down under it (its connection was closed).
+ * Names each replica and its cause. Adapters answer 503 with `Retry-After`.
+ */
+export class ReplicaUnavailableError extends SessionLocalError {
+  readonly status = 503;
+  readonly statusCode = 503;
+  readonly expose = true;
+  readonly headers: Record<string, string>;
+  readonly replicas: readonly ReplicaProblem[];
+  readonly retryAfterSeconds: number;
+
+  constructor(replicas: readonly ReplicaProblem[], retryAfterSeconds = 1, cause?: unknown) {
+    const list = replicas.map((r) => `${r.url}: ${r.state}, ${r.cause}`).join('; ');
+    super('REPLICA_UNAVAILABLE', `No read replica can serve this read-only session (${list || 'no replica configured'}). Retry later, or set replicaOptions.fallback to 'primary'.`, { cause });
+    this.replicas = replicas;
+    this.retryAfterSeconds = retryAfterSeconds;
+    this.headers = { 'retry-after': String(retryAfterSeconds) };
+  }
+
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), replicas: this.replicas };
   }
 }
 

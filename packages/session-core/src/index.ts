@@ -1,7 +1,8 @@
-export { createEngine, engineFromEnv, Engine, type EngineStats, type PooledConnection } from './engine.js';
+export { createEngine, engineFromEnv, Engine, type EngineStats, type PingReport, type PooledConnection } from './engine.js';
+export type { PoolStats, ReplicaStats, ReplicaState, ReplicaPing } from './replicas.js';
 export { sessionmaker, type SessionFactory, type SessionOptions, type BeginOptions, type SessionEvents, type SessionEvent, type ResolvedSessionOptions } from './sessionmaker.js';
 export { Session, type SessionState } from './session.js';
-export { ISOLATION_LEVELS, type IsolationLevel, type EngineOptions, type EchoFunction, type SequelizeClass, type PassThroughOptions } from './config.js';
+export { ISOLATION_LEVELS, type IsolationLevel, type EngineOptions, type ReplicaOptions, type EchoFunction, type SequelizeClass, type PassThroughOptions } from './config.js';
 export {
   SessionLocalError,
   ConfigError,
@@ -13,6 +14,8 @@ export {
   CommitError,
   CommitOutcomeUnknownError,
   ReplyTimeoutError,
+  ReplicaUnavailableError,
+  type ReplicaProblem,
   TransactionAbortedError,
   TransactionEndedError,
   NestedTransactionError,

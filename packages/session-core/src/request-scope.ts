@@ -1,8 +1,17 @@
 import { checkSettings } from './config.js';
-import { CommitError, CommitOutcomeUnknownError, EngineDisposedError, ConfigError as SessionLocalConfigError, PoolTimeoutError, ReplyTimeoutError, SessionLocalError } from './errors.js';
+import {
+  CommitError,
+  CommitOutcomeUnknownError,
+  EngineDisposedError,
+  ConfigError as SessionLocalConfigError,
+  PoolTimeoutError,
+  ReplicaUnavailableError,
+  ReplyTimeoutError,
+  SessionLocalError,
+} from './errors.js';
 import type { Scope } from './scope.js';
 import type { Session } from './session.js';
-import type { SessionFactory } from './sessionmaker.js';
+import type { SessionFactory, SessionOptions } from './sessionmaker.js';
 
 /** When the session ends relative to the response. */
 export type FinishMode = 'before-response' | 'after-response';
@@ -27,6 +36,31 @@ export interface RequestSessionOptions<Req> {
    * `app.emit('error')`, Express `app.emit('error')` when the app listens, else `console.error`).
    */
   onCommitError?: (error: unknown, req: Req) => void;
+  /**
+   * Read-your-writes across requests (with `replicas`): a request that committed a write answers
+   * with its commit's WAL position (cookie `sl_lsn` and header `x-sessionlocal-lsn` by default);
+   * a later read-only request that sends it back (the browser does, for the cookie) reads from a
+   * replica only once it has replayed that position, else from the primary. `true` for the
+   * defaults; `cookie`/`header` rename (or `false` turn off) a carrier; `maxAgeSeconds` (default
+   * 60) is how long the cookie asks to be kept. Needs `finish: 'before-response'` to send it.
+   */
+  readYourWrites?: boolean | ReadYourWritesCarrier;
+}
+
+/** Where the adapters carry a commit's WAL position between requests (see `readYourWrites`). */
+export interface ReadYourWritesCarrier {
+  /** Cookie name (default `sl_lsn`); `false`: no cookie. */
+  cookie?: string | false;
+  /** Request and response header (default `x-sessionlocal-lsn`); `false`: no header. */
+  header?: string | false;
+  /** The cookie's `Max-Age` (default 60). */
+  maxAgeSeconds?: number;
+}
+
+interface ResolvedCarrier {
+  cookie: string | undefined;
+  header: string | undefined;
+  maxAgeSeconds: number;
 }
 
 /** Per-route control: `false` opts the route out of the session; an object changes the options. */
@@ -40,6 +74,10 @@ export interface ResponseLike {
   readonly writableEnded?: boolean;
   on(event: 'close', listener: () => void): unknown;
   once(event: 'close' | 'finish', listener: () => void): unknown;
+  /** Used by read-your-writes to send the commit's WAL position. */
+  readonly headersSent?: boolean;
+  getHeader?(name: string): unknown;
+  setHeader?(name: string, value: string | string[]): unknown;
 }
 
 /** How a request ended, as the adapter saw it. */
@@ -53,6 +91,8 @@ export interface RequestResult {
   committed: boolean;
   error?: unknown;
   response?: HttpError;
+  /** Headers the response must carry (read-your-writes token): set on the response already when its headers were not out; a response holder applies them when it replays. */
+  headers?: Record<string, string | string[]>;
 }
 
 /** An HTTP error response for a sessionlocal error. */
@@ -73,11 +113,14 @@ export class RequestScope {
   private readonly commitWhen: (status: number) => boolean;
   private ending: Promise<RequestResult> | undefined;
   private failure: unknown;
+  private response: ResponseLike | undefined;
+  private readonly carrier: ResolvedCarrier | undefined;
 
-  constructor(session: Session, finish: FinishMode, commitWhen: (status: number) => boolean) {
+  constructor(session: Session, finish: FinishMode, commitWhen: (status: number) => boolean, carrier?: ResolvedCarrier) {
     this.session = session;
     this.finish = finish;
     this.commitWhen = commitWhen;
+    this.carrier = carrier;
   }
 
   /**
@@ -101,6 +144,7 @@ export class RequestScope {
    * final status. Whatever happened, the scope is ended when the response closes.
    */
   watch(res: ResponseLike): this {
+    if (this.carrier) this.response = res;
     // 'close' comes once per response: on() is enough (and cheaper than once())
     res.on('close', () => {
       if (this.ending) return; // already ended (commit before the response, or untouched)
@@ -187,6 +231,7 @@ export class RequestScope {
       // the handler closed the session itself (an explicit rollback): its response stands, nothing to commit
       if (session.state === 'closed' || this.aborted || !this.commitWhen(outcome.status)) return { committed: false };
       await session.commitSealed();
+      if (this.carrier && session.commitLsn !== undefined) return { committed: true, headers: sendLsn(this.carrier, this.response, session.commitLsn) };
       return { committed: true };
     } catch (error) {
       // COMMIT (or commitWhen) failed: the client must not get the handler's 2xx
@@ -228,8 +273,92 @@ export function openRequestScope<Req>(options: RequestSessionOptions<Req>, req: 
   const merged = route ? { ...options, ...route } : options;
   const settings = merged.settings ? checkSettings(merged.settings(req)) : undefined;
   const readOnly = merged.readOnly ? merged.readOnly(req) : undefined;
+  const carrier = merged.readYourWrites ? resolveCarrier(merged.readYourWrites) : undefined;
+  if (carrier) {
+    const factory = options.factory;
+    const overrides: SessionOptions = { ...(settings && { settings }), ...(readOnly !== undefined && { readOnly }) };
+    if ((readOnly ?? factory.options.readOnly) === true) {
+      const minLsn = receivedLsn(carrier, req);
+      if (minLsn !== undefined) overrides.minLsn = minLsn;
+    } else if (!factory.options.readYourWrites) {
+      overrides.readYourWrites = true;
+    }
+    return new RequestScope(factory(overrides), merged.finish ?? 'before-response', merged.commitWhen ?? defaultCommitWhen, carrier);
+  }
   const session = settings === undefined && readOnly === undefined ? options.factory() : options.factory({ ...(settings && { settings }), ...(readOnly !== undefined && { readOnly }) });
   return new RequestScope(session, merged.finish ?? 'before-response', merged.commitWhen ?? defaultCommitWhen);
+}
+
+const carriers = new WeakMap<object, ResolvedCarrier>();
+const DEFAULT_CARRIER: ResolvedCarrier = { cookie: 'sl_lsn', header: 'x-sessionlocal-lsn', maxAgeSeconds: 60 };
+const LSN_TEXT = /^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/;
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** Validate a `readYourWrites` option (`ConfigError` naming the field). */
+function resolveCarrier(option: true | ReadYourWritesCarrier): ResolvedCarrier {
+  if (option === true) return DEFAULT_CARRIER;
+  if (typeof option !== 'object' || option === null) throw new SessionLocalConfigError('readYourWrites', 'must be true or { cookie, header, maxAgeSeconds }');
+  let resolved = carriers.get(option);
+  if (resolved) return resolved;
+  const name = (field: 'cookie' | 'header'): string | undefined => {
+    const value = option[field];
+    if (value === false) return undefined;
+    if (value === undefined) return DEFAULT_CARRIER[field];
+    if (typeof value !== 'string' || !TOKEN.test(value))
+      throw new SessionLocalConfigError(`readYourWrites.${field}`, `must be a ${field} name (letters, digits, - _) or false, got ${JSON.stringify(value)}`);
+    return field === 'header' ? value.toLowerCase() : value;
+  };
+  const maxAge = option.maxAgeSeconds ?? DEFAULT_CARRIER.maxAgeSeconds;
+  if (!Number.isInteger(maxAge) || maxAge < 1) throw new SessionLocalConfigError('readYourWrites.maxAgeSeconds', `must be an integer >= 1, got ${JSON.stringify(maxAge)}`);
+  resolved = { cookie: name('cookie'), header: name('header'), maxAgeSeconds: maxAge };
+  carriers.set(option, resolved);
+  return resolved;
+}
+
+/** The WAL position a request brought back (header first, then cookie); malformed values are ignored. */
+function receivedLsn(carrier: ResolvedCarrier, req: unknown): string | undefined {
+  const headers = (req as { headers?: Record<string, string | string[] | undefined> } | undefined)?.headers;
+  if (!headers) return undefined;
+  if (carrier.header) {
+    const value = headers[carrier.header];
+    const text = Array.isArray(value) ? value[0] : value;
+    if (text && LSN_TEXT.test(text.trim())) return text.trim().toUpperCase();
+  }
+  if (carrier.cookie) {
+    const cookie = headers.cookie;
+    const text = Array.isArray(cookie) ? cookie.join('; ') : cookie;
+    if (text) {
+      for (const part of text.split(';')) {
+        const eq = part.indexOf('=');
+        if (eq < 0 || part.slice(0, eq).trim() !== carrier.cookie) continue;
+        const value = part.slice(eq + 1).trim();
+        if (LSN_TEXT.test(value)) return value.toUpperCase();
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The headers carrying the commit's WAL position (returned for a response holder to apply), set
+ * on the response now when its headers are not out yet.
+ */
+function sendLsn(carrier: ResolvedCarrier, res: ResponseLike | undefined, lsn: string): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  if (carrier.header) headers[carrier.header] = lsn;
+  if (carrier.cookie) {
+    const cookie = `${carrier.cookie}=${lsn}; Max-Age=${carrier.maxAgeSeconds}; Path=/; HttpOnly; SameSite=Lax`;
+    const existing = res?.getHeader?.('set-cookie');
+    const list = existing === undefined ? [] : Array.isArray(existing) ? existing.map(String) : [String(existing)];
+    headers['set-cookie'] = [...list.filter((c) => !c.startsWith(`${carrier.cookie}=`)), cookie];
+  }
+  if (!res || res.headersSent || typeof res.setHeader !== 'function') return headers;
+  try {
+    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  } catch {
+    // headers already out: the holder applies them, or the token is lost (reads use the usual routing)
+  }
+  return headers;
 }
 
 /**
@@ -288,6 +417,7 @@ export function checkRequestSessionOptions<Req>(options: RequestSessionOptions<R
   for (const key of ['commitWhen', 'settings', 'readOnly', 'onCommitError'] as const) {
     if (options[key] !== undefined && typeof options[key] !== 'function') throw new SessionLocalConfigError(key, 'must be a function');
   }
+  if (options.readYourWrites !== undefined && options.readYourWrites !== false) resolveCarrier(options.readYourWrites);
   return options;
 }
 
@@ -305,8 +435,8 @@ export function reportCommitFailure<Req>(options: RequestSessionOptions<Req>, re
 }
 
 /**
- * The HTTP answer for errors the session layer owns: `PoolTimeoutError` and `ReplyTimeoutError`
- * -> 503 with `Retry-After`, `CommitError` and `CommitOutcomeUnknownError` -> 500 (never with
+ * The HTTP answer for errors the session layer owns: `PoolTimeoutError`, `ReplyTimeoutError` and
+ * `ReplicaUnavailableError` -> 503 with `Retry-After`, `CommitError` and `CommitOutcomeUnknownError` -> 500 (never with
  * `Retry-After`). Anything else: `undefined` (the framework handles it).
  */
 export function httpErrorFor(error: unknown): HttpError | undefined {
@@ -317,6 +447,12 @@ export function httpErrorFor(error: unknown): HttpError | undefined {
   if (found instanceof CommitError) return COMMIT_FAILED;
   if (found instanceof EngineDisposedError)
     return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'shutting_down', message: 'The server is shutting down; nothing of this request was saved. Retry shortly.' } };
+  if (found instanceof ReplicaUnavailableError)
+    return {
+      status: 503,
+      headers: { 'retry-after': String(found.retryAfterSeconds) },
+      body: { error: 'replica_unavailable', message: 'No read replica can serve this request right now; retry shortly.' },
+    };
   if (found instanceof ReplyTimeoutError)
     return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'database_unavailable', message: 'The database did not answer in time; retry shortly.' } };
   if (!found && isConnectFailure(error)) return DATABASE_UNREACHABLE;

@@ -18,6 +18,7 @@ import type { ResolvedSessionOptions, SessionFactory } from './sessionmaker.js';
 import { handOver, serial } from './serial.js';
 import { mayLeaveSessionState, transactionControlIn } from './session-state.js';
 import { describeBegin, type PendingBegin, poolTransport, type SessionTransport } from './transport.js';
+import { mayWrite } from './read-your-writes.js';
 
 /** `idle`: no transaction; `active`: in a transaction; `failed`: a statement failed, roll back; `closed`. */
 export type SessionState = 'idle' | 'active' | 'failed' | 'closed';
@@ -115,6 +116,14 @@ export class Session {
   terminated = false;
   /** A COMMIT or ROLLBACK in flight (state `ending`): close() waits for it. */
   private settling: Promise<unknown> | undefined;
+  /** @internal A statement that may write ran in the current transaction (read-your-writes). */
+  wrote = false;
+  /**
+   * The WAL position of the session's last COMMIT, when read-your-writes is on (`readYourWrites`)
+   * and the transaction wrote: pass it as `minLsn` to a later read-only session (the adapters
+   * carry it across requests in a cookie or header).
+   */
+  commitLsn: string | undefined;
 
   constructor(engine: Engine, factory: SessionFactory, options: ResolvedSessionOptions, transport: SessionTransport = poolTransport) {
     this.id = nextId++;
@@ -441,6 +450,7 @@ export class Session {
       if (control) throw new RawTransactionControlError(this.id, control);
       // decided before sending: a statement that fails half-way (`SELECT pg_advisory_lock(1); SELECT 1/0`) may still leave state
       if (!held.dirty && mayLeaveSessionState(text)) held.dirty = true;
+      if (!this.wrote && this.options.readYourWrites && mayWrite(text)) this.wrote = true;
       const connection = held.connection;
       const wrap = this.engine.statementWrapper;
       const send = wrap ? () => wrap(this, task) : task;
@@ -508,7 +518,7 @@ export class Session {
       const durationMs = performance.now() - (ended?.startedAt ?? held.acquiredAt);
       if (outcome === 'commit') {
         this.engine.counters.committed++;
-        if (this.listens('commit')) this.emit('commit', { sessionId: this.id, durationMs });
+        if (this.listens('commit')) this.emit('commit', { sessionId: this.id, durationMs, ...(this.commitLsn !== undefined && { lsn: this.commitLsn }) });
       } else if (outcome === 'rollback') {
         this.engine.counters.rolledBack++;
         if (this.listens('rollback')) this.emit('rollback', { sessionId: this.id, durationMs, ...(ended?.reason !== undefined && { reason: ended.reason }) });

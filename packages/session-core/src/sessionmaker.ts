@@ -19,6 +19,19 @@ export interface SessionOptions {
   /** Emit `leak` when the session holds its connection longer than this. */
   leakWarningMs?: number;
   /**
+   * Read-your-writes with `replicas` (off by default). On: a read-write session that wrote gets
+   * the commit's WAL position (`session.commitLsn`, the `commit` event's `lsn`), fetched in the
+   * COMMIT's own round trip; a read-only session with `minLsn` waits up to `maxWaitMs` (default
+   * 50) for a replica that has replayed it, else reads from the primary.
+   */
+  readYourWrites?: boolean | { maxWaitMs?: number };
+  /**
+   * Read-only sessions: serve from a replica only once it has replayed this WAL position (a
+   * `commitLsn` of an earlier write, e.g. carried by the adapters' read-your-writes cookie),
+   * waiting up to `readYourWrites.maxWaitMs`; otherwise from the primary.
+   */
+  minLsn?: string;
+  /**
    * Run the session's leading pure reads (model finders without `lock`, `fn` or `literal`) before
    * its transaction begins, in autocommit: a session that only reads costs one round trip per
    * read, no BEGIN, no COMMIT. Needs `isolationLevel: 'READ COMMITTED'`; not with `settings`.
@@ -33,6 +46,9 @@ export interface ResolvedSessionOptions {
   readonly readOnly: boolean;
   readonly settings: Record<string, string> | undefined;
   readonly leakWarningMs: number | undefined;
+  /** `undefined`: read-your-writes off. */
+  readonly readYourWrites: { readonly maxWaitMs: number } | undefined;
+  readonly minLsn: string | undefined;
   readonly deferredReads: boolean;
 }
 
@@ -45,7 +61,8 @@ export interface BeginOptions extends SessionOptions {
 /** Payloads of the events a factory emits. */
 export interface SessionEvents {
   begin: { sessionId: number; durationMs: number; readOnly: boolean; isolationLevel: string | undefined };
-  commit: { sessionId: number; durationMs: number };
+  /** `lsn`: the commit's WAL position, when read-your-writes is on and the session wrote. */
+  commit: { sessionId: number; durationMs: number; lsn?: string };
   rollback: { sessionId: number; durationMs: number; reason?: unknown };
   /** `transactions` begun and `savepoints` made over the session's life. */
   close: { sessionId: number; transactions: number; savepoints: number };
@@ -86,6 +103,8 @@ export function resolveSessionOptions(options: SessionOptions | undefined, base?
     // merged per name: a request's tenant id must not drop the factory's statement_timeout
     settings: o.settings !== undefined ? mergeSettings(base?.settings, checkSettings(o.settings)) : base?.settings,
     leakWarningMs: o.leakWarningMs ?? base?.leakWarningMs,
+    readYourWrites: o.readYourWrites !== undefined ? checkReadYourWrites(o.readYourWrites) : base?.readYourWrites,
+    minLsn: o.minLsn !== undefined ? checkLsn(o.minLsn, 'minLsn') : base?.minLsn,
     deferredReads: o.deferredReads ?? base?.deferredReads ?? false,
   };
   if (resolved.deferredReads) checkDeferredReads(resolved);
@@ -105,6 +124,27 @@ function checkDeferredReads(options: ResolvedSessionOptions): void {
     );
   }
 }
+
+const DEFAULT_RYW_WAIT_MS = 50;
+
+function checkReadYourWrites(value: unknown): { maxWaitMs: number } | undefined {
+  if (value === false) return undefined;
+  if (value === true) return { maxWaitMs: DEFAULT_RYW_WAIT_MS };
+  if (value === null || typeof value !== 'object') throw new ConfigError('readYourWrites', `must be a boolean or { maxWaitMs }, got ${JSON.stringify(value)}`);
+  const wait = (value as { maxWaitMs?: unknown }).maxWaitMs;
+  if (wait !== undefined && (typeof wait !== 'number' || !Number.isInteger(wait) || wait < 0 || wait > 60_000)) {
+    throw new ConfigError('readYourWrites.maxWaitMs', `must be an integer from 0 to 60000, got ${JSON.stringify(wait)}`);
+  }
+  return { maxWaitMs: (wait as number | undefined) ?? DEFAULT_RYW_WAIT_MS };
+}
+
+/** A PostgreSQL WAL position (`pg_lsn` text form, e.g. `0/16B3748`); `ConfigError` naming `field` otherwise. */
+export function checkLsn(value: unknown, field: string): string {
+  if (typeof value !== 'string' || !LSN.test(value)) throw new ConfigError(field, `must be a WAL position such as '0/16B3748', got ${JSON.stringify(String(value).slice(0, 40))}`);
+  return value.toUpperCase();
+}
+
+const LSN = /^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/;
 
 function mergeSettings(base: Record<string, string> | undefined, own: Record<string, string> | undefined): Record<string, string> | undefined {
   if (!base) return own;

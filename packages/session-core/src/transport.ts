@@ -1,4 +1,5 @@
 import type { Engine, PooledConnection } from './engine.js';
+import { COMMIT_RETURNING_LSN, lsnFromCommitResults, wantsCommitLsn } from './read-your-writes.js';
 import type { Session } from './session.js';
 
 /**
@@ -45,11 +46,17 @@ export function beginStatement(options: { isolationLevel?: string | undefined; r
 export const poolTransport: SessionTransport = {
   async open(session) {
     const { engine, options } = session;
+    session.wrote = false;
     const text = beginStatement(options);
     const pendingBegin: PendingBegin = { text, settings: options.settings ? settingsCall(options.settings) : undefined };
     return { connection: await engine.acquire(options.readOnly, session), pendingBegin };
   },
   async commit(session, connection) {
+    if (wantsCommitLsn(session)) {
+      session.engine.log(COMMIT_RETURNING_LSN);
+      session.commitLsn = lsnFromCommitResults(await connection.query(COMMIT_RETURNING_LSN));
+      return;
+    }
     session.engine.log('COMMIT');
     await connection.query('COMMIT');
   },

@@ -1158,14 +1158,15 @@ describe('pool.test.js > Pooling > acquire', () => {
 });
 
 describe('replication.test.js > Replication', () => {
-  interface Pools {
-    read: { acquire: (...a: unknown[]) => unknown };
-    write: { acquire: (...a: unknown[]) => unknown };
-  }
+  type Spied = { acquire: (...a: unknown[]) => unknown };
   const withSpies = async (fn: (Local: ReturnType<typeof sessionmaker>, engine: ReturnType<typeof createEngine>) => Promise<unknown>) => {
-    const engine = createEngine(h.db.url, { replicas: [h.db.url], pool: { max: 2 } });
+    const engine = createEngine(h.db.url, { replicas: [h.db.url], pool: { max: 2 }, replicaOptions: { checkIntervalMs: 0 } });
     h.engines.push(engine);
-    const pools = (engine.sequelize as unknown as { connectionManager: { pool: Pools } }).connectionManager.pool;
+    // DIFFERENCE: one pool per replica next to Sequelize's own (the primary's), instead of Sequelize's read/write pools
+    const pools = {
+      read: (engine.replicaSet as unknown as { replicas: Array<{ pool: Spied }> }).replicas[0]!.pool,
+      write: (engine.sequelize as unknown as { connectionManager: { pool: Spied } }).connectionManager.pool,
+    };
     const calls = { read: 0, write: 0 };
     for (const kind of ['read', 'write'] as const) {
       const original = pools[kind].acquire;

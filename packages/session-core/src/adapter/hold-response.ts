@@ -160,6 +160,19 @@ async function release(res: ServerResponse, hold: Hold, scope: RequestScope, sta
     for (const [header, value] of Object.entries(hold.headers ?? {})) if (value !== undefined) original.setHeader.call(res, header, value);
     res.statusCode = hold.status;
   }
+  if (result.headers && !hold.sent()) {
+    for (const [header, value] of Object.entries(result.headers)) {
+      if (header === 'set-cookie') {
+        const existing = res.getHeader('set-cookie');
+        const list = existing === undefined ? [] : Array.isArray(existing) ? existing.map(String) : [String(existing)];
+        const own = (value as string[]).map(String);
+        const names = new Set(own.map((c) => c.slice(0, c.indexOf('=') + 1)));
+        original.setHeader.call(res, header, [...list.filter((c) => !names.has(c.slice(0, c.indexOf('=') + 1))), ...own]);
+      } else {
+        original.setHeader.call(res, header, value);
+      }
+    }
+  }
   let writable = true;
   for (const [name, args] of held) {
     const value = scope.run(() => original[name]!.apply(res, args));

@@ -19,6 +19,7 @@ export {
   type RequestResult,
   type HttpError,
   type FinishMode,
+  type ReadYourWritesCarrier,
 } from '../request-scope.js';
 export { responseHolder, renderHttpError } from './hold-response.js';
 export { requestProperty } from './request-property.js';

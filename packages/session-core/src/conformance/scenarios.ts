@@ -538,6 +538,64 @@ export const scenarios: Scenario[] = [
       }
     },
   },
+  {
+    rules: [5],
+    name: 'readYourWrites: a committing request answers with its WAL position (cookie + header, also through a taken-over response); a read-only request bringing it back gets minLsn',
+    async run(t) {
+      // the "replica" is the primary itself: routing is not the point here, the carrier is
+      const engine = t.fx.newEngine({ replicas: [t.fx.url], replicaOptions: { checkIntervalMs: 0 } });
+      const factory = sessionmaker(engine);
+      const { url } = await t.app(
+        [
+          {
+            method: 'POST',
+            path: '/ryw',
+            handler: async () => {
+              await sql(factory, 'INSERT INTO conf_items (label) VALUES ($1) RETURNING id', [uniqueLabel('ryw')]);
+              return { status: 201, headers: { 'x-app': 'kept' }, body: { ok: true } };
+            },
+          },
+          {
+            method: 'POST',
+            path: '/ryw-raw',
+            handler: async (ctx) => {
+              await sql(factory, 'INSERT INTO conf_items (label) VALUES ($1) RETURNING id', [uniqueLabel('ryw-raw')]);
+              const res = ctx.hijack();
+              res.writeHead(201, { 'content-type': 'text/plain' });
+              res.end('saved');
+              return { responded: true };
+            },
+          },
+          {
+            method: 'GET',
+            path: '/ryw',
+            handler: async (ctx) => {
+              const db = need(ctx.db);
+              await sql(factory, 'SELECT 1');
+              return { status: 200, body: { minLsn: db.options.minLsn ?? null, readOnly: db.options.readOnly } };
+            },
+          },
+          { method: 'POST', path: '/ryw-fail', handler: async () => ({ status: 422, body: { no: true } }) },
+        ],
+        { factory, readYourWrites: true, readOnly: (req) => req.headers['x-read'] === '1' },
+      );
+      for (const path of ['/ryw', '/ryw-raw']) {
+        const posted = await request(url, path, { method: 'POST', body: {} });
+        expect(posted.status, path).toBe(201);
+        const lsn = posted.headers['x-sessionlocal-lsn'];
+        expect(lsn, path).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+        expect(posted.headers['set-cookie'], path).toContain(`sl_lsn=${lsn}; Max-Age=60; Path=/; HttpOnly; SameSite=Lax`);
+        if (path === '/ryw') expect(posted.headers['x-app']).toBe('kept');
+        const read = await request(url, '/ryw', { headers: { 'x-read': '1', cookie: `a=b; sl_lsn=${lsn}` } });
+        expect(read.json, path).toEqual({ minLsn: lsn, readOnly: true });
+      }
+      // nothing committed (4xx rolls back, or no write): no token
+      const failed = await request(url, '/ryw-fail', { method: 'POST', body: {} });
+      expect(failed.headers['x-sessionlocal-lsn']).toBeUndefined();
+      const plain = await request(url, '/ryw', { headers: { 'x-read': '1' } });
+      expect([plain.json, plain.headers['set-cookie']]).toEqual([{ minLsn: null, readOnly: true }, undefined]);
+    },
+  },
 ];
 
 /** `finish: 'after-response'`: the session lives until the streamed body ends. */
