@@ -237,6 +237,49 @@ export const hostileScenarios: Scenario[] = [
     },
   },
   {
+    rules: [2, 8],
+    name: 'a response the handler writes itself from a timer, after the handler returned: 500 when COMMIT failed (never its 2xx), its 2xx when committed',
+    async run(t) {
+      const { factory } = t.fx;
+      const { url } = await t.app([
+        {
+          method: 'POST',
+          path: '/late-raw',
+          handler: async (ctx) => {
+            const name = label(ctx);
+            await insert(factory, name);
+            if (ctx.query.fail) await factory.engine.sequelize.query('INSERT INTO conf_unique (k) VALUES (434343), (434343)');
+            const res = ctx.hijack();
+            // the write comes after the handler (Koa: the middleware chain) settled
+            setTimeout(() => {
+              try {
+                res.writeHead(200, { 'content-type': 'text/plain' });
+                res.end('saved!');
+                observed.set(name, 'written');
+              } catch (error) {
+                observed.set(name, errorName(error));
+              }
+            }, 60);
+            return { responded: true };
+          },
+        },
+      ]);
+      for (const query of ['&fail=1', '']) {
+        const name = uniqueLabel('late-raw');
+        const reply = await request(url, `/late-raw?label=${name}${query}`, { method: 'POST' });
+        if (query) {
+          expect(reply.status, query).toBe(500);
+          expect(reply.json?.error, query).toBe('commit_failed');
+        } else {
+          expect(reply.status, query).toBe(200);
+          expect(reply.text, query).toBe('saved!');
+        }
+        await until(() => observed.has(name), `the late writer ran (${query})`);
+        await expectConsistent(t.fx, reply.status, name);
+      }
+    },
+  },
+  {
     rules: [3],
     name: 'a thrown error rolls back whatever status the app error handler answers, and a failed COMMIT reaches the framework error reporting',
     async run(t) {
