@@ -17,6 +17,7 @@ export async function createApp(kit: ConformanceKit): Promise<ConformanceApp> {
   (app as unknown as NodeJS.EventEmitter).on('error', (error: unknown) => kit.onError(error)); // where the adapter reports a failed COMMIT
   // the adapter goes first: the session must survive express.json() (it continues from stream events)
   app.use(sessionLocal(kit.options));
+  for (const options of kit.registrations) app.use(sessionLocal(options));
   app.use(express.json({ limit: '1mb' }));
   app.use((req, _res, next) => {
     if (req.headers['content-type'] !== CALLBACK_JSON) return next();

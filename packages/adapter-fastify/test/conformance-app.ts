@@ -9,6 +9,7 @@ export async function createApp(kit: ConformanceKit): Promise<ConformanceApp> {
   const stream = { write: (line: string) => void (JSON.parse(line).err && kit.onError(JSON.parse(line).err)) };
   const app = Fastify({ logger: { level: 'error', stream } });
   await app.register(fastifySessionLocal, kit.options);
+  for (const options of kit.registrations) await app.register(fastifySessionLocal, options);
   // a body read in a preParsing hook that calls back from stream events (e.g. decryption)
   app.addHook('preParsing', (request, _reply, payload, done) => {
     if (request.headers['content-type'] !== CALLBACK_JSON) return done(null, payload);

@@ -50,6 +50,7 @@ export async function createApp(kit: ConformanceKit): Promise<ConformanceApp> {
     }
   });
   app.use(sessionLocal(kit.options));
+  for (const options of kit.registrations) app.use(sessionLocal(options));
   app.use(bodyParser({ jsonLimit: '1mb' }));
   app.use(async (ctx, next) => {
     if (ctx.get('content-type') === CALLBACK_JSON) {

@@ -12,7 +12,9 @@ export type SessionLocalErrorCode =
   | 'NESTED_TRANSACTION_REFUSED'
   | 'RAW_TRANSACTION_CONTROL'
   | 'REPLY_TIMEOUT'
-  | 'COMMIT_OUTCOME_UNKNOWN';
+  | 'COMMIT_OUTCOME_UNKNOWN'
+  | 'PARTIALLY_COMMITTED'
+  | 'SESSION_STATE_LEFT';
 
 /** Base class of every error thrown by sessionlocal; `code` is stable across releases. */
 export class SessionLocalError extends Error {
@@ -107,6 +109,26 @@ export class CommitError extends SessionLocalError {
   readonly statusCode = 500;
   constructor(sessionId: number, cause: unknown) {
     super('COMMIT_FAILED', `COMMIT of session ${sessionId} failed, the transaction was rolled back: ${describe(cause)}`, { cause });
+  }
+}
+
+/**
+ * Several registrations (one per engine) on one request commit one after the other, in
+ * registration order, without two-phase commit: a COMMIT failed after the registrations in
+ * `committed` had committed (their work is saved; `failed`'s is not). Adapters answer 500
+ * `partially_committed` naming both lists.
+ */
+export class PartialCommitError extends SessionLocalError {
+  readonly status = 500;
+  readonly statusCode = 500;
+  /** The registrations (`name`s) whose work was committed. */
+  readonly committed: string[];
+  /** The registrations whose work was rolled back (the one whose COMMIT failed, and those after it). */
+  readonly failed: string[];
+  constructor(committed: string[], failed: string[], cause: unknown) {
+    super('PARTIALLY_COMMITTED', `the COMMIT of ${failed.join(', ')} failed after ${committed.join(', ')} had committed: ${describe(cause)}`, { cause });
+    this.committed = committed;
+    this.failed = failed;
   }
 }
 

@@ -11,6 +11,7 @@ export {
   InstanceExpiredError,
   EngineDisposedError,
   CommitError,
+  PartialCommitError,
   CommitOutcomeUnknownError,
   ReplyTimeoutError,
   TransactionAbortedError,

@@ -23,4 +23,4 @@ export {
 export { responseHolder, renderHttpError, type ResponseHolder } from './hold-response.js';
 export { requestProperty } from './request-property.js';
 export { beforeCall } from './before-call.js';
-export { mount, mountedOn, enterScope, runRoute, runInScope, type Mounted } from './mounted.js';
+export { mount, mountedOn, enterScope, joinRequestGroup, runRoute, runInScope, type Mounted } from './mounted.js';

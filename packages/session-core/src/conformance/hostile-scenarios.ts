@@ -280,6 +280,58 @@ export const hostileScenarios: Scenario[] = [
     },
   },
   {
+    rules: [2, 7],
+    name: 'two registrations (two engines) commit in registration order; a failed COMMIT answers one well-formed 500: commit_failed when nothing was saved, partially_committed naming the registrations when the first had committed',
+    async run(t) {
+      const { factory } = t.fx;
+      const other = sessionmaker(t.fx.newEngine({ pool: { max: 4 } }));
+      const failIn = (ctx: HandlerContext, which: string, f: SessionFactory) =>
+        ctx.query.fail === which ? f.engine.sequelize.query('INSERT INTO conf_unique (k) VALUES ($1), ($1)', { bind: [which === 'db' ? 454545 : 464646] }) : undefined;
+      const { url, errors } = await t.app(
+        [
+          {
+            method: 'POST',
+            path: '/two',
+            handler: async (ctx) => {
+              const name = label(ctx);
+              await insert(factory, name);
+              await failIn(ctx, 'db', factory);
+              await insert(other, `${name}-other`);
+              await failIn(ctx, 'otherDb', other);
+              if (!ctx.query.raw) return { status: 201, body: { ok: true } };
+              const res = ctx.hijack();
+              res.writeHead(201, { 'content-type': 'text/plain' });
+              res.end('saved!');
+              return { responded: true };
+            },
+          },
+        ],
+        undefined,
+        [{ factory: other, name: 'otherDb' }],
+      );
+      for (const raw of ['', '&raw=1']) {
+        for (const fail of ['', 'db', 'otherDb']) {
+          const name = uniqueLabel('two');
+          const what = `fail=${fail || 'none'}${raw}`;
+          const reply = await request(url, `/two?label=${name}&fail=${fail}${raw}`, { method: 'POST' });
+          const saved = [await t.fx.count('conf_items', name), await t.fx.count('conf_items', `${name}-other`)];
+          if (!fail) {
+            expect(reply.status, what).toBe(201);
+            expect(saved, what).toEqual([1, 1]);
+          } else if (fail === 'db') {
+            expect([reply.status, reply.json?.error], what).toEqual([500, 'commit_failed']);
+            expect(saved, what).toEqual([0, 0]);
+          } else {
+            expect([reply.status, reply.json], what).toEqual([500, { error: 'partially_committed', message: expect.stringContaining('otherDb'), committed: ['db'], failed: ['otherDb'] }]);
+            expect(saved, what).toEqual([1, 0]);
+          }
+        }
+      }
+      // each failure reached the framework's error reporting
+      expect(errors.length).toBeGreaterThanOrEqual(4);
+    },
+  },
+  {
     rules: [3],
     name: 'a thrown error rolls back whatever status the app error handler answers, and a failed COMMIT reaches the framework error reporting',
     async run(t) {

@@ -47,6 +47,8 @@ export interface ConformanceRoute {
 export interface ConformanceKit {
   /** Pass these to the adapter unchanged (`sessionLocal(kit.options)` / `register(fastifySessionLocal, kit.options)`). */
   options: RequestSessionOptions<RequestLike>;
+  /** Further registrations (other engines, each with its own `name`): mount each right after `options`, in this order. */
+  registrations: RequestSessionOptions<RequestLike>[];
   /** Install a JSON body parser after the adapter, then these routes. A thrown handler error goes to the framework. */
   routes: ConformanceRoute[];
   /**

@@ -16,7 +16,7 @@ import { CALLBACK_JSON, type ConformanceRoute, type HandlerContext, type Request
 export interface ScenarioContext {
   fx: Fixture;
   /** Start the adapter's app with these routes; `options` are merged over `{ factory: fx.factory }`. */
-  app(routes: ConformanceRoute[], options?: Partial<RequestSessionOptions<RequestLike>>): Promise<{ url: string; errors: unknown[] }>;
+  app(routes: ConformanceRoute[], options?: Partial<RequestSessionOptions<RequestLike>>, registrations?: RequestSessionOptions<RequestLike>[]): Promise<{ url: string; errors: unknown[] }>;
 }
 
 /** One behaviour of SPEC §3, checked over real HTTP. */

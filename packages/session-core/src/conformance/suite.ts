@@ -27,9 +27,16 @@ export function runConformanceSuite<S extends Sequelize = Sequelize>(adapter: Co
     const apps: ConformanceApp[] = [];
     const t: ScenarioContext = {
       fx,
-      async app(routes, options) {
+      async app(routes, options, registrations = []) {
         const errors: unknown[] = [];
-        const kit = { options: { factory: fx.factory, ...options } as RequestSessionOptions<RequestLike>, routes, onError: (error: unknown) => void errors.push(error), readBodyWithCallbacks, listen };
+        const kit = {
+          options: { factory: fx.factory, ...options } as RequestSessionOptions<RequestLike>,
+          registrations,
+          routes,
+          onError: (error: unknown) => void errors.push(error),
+          readBodyWithCallbacks,
+          listen,
+        };
         const app = await adapter.createApp(kit);
         apps.push(app);
         return { url: app.url, errors };
