@@ -113,6 +113,25 @@ export class CommitError extends SessionLocalError {
 }
 
 /**
+ * `sessionStateCheck: 'before-commit'`: the transaction left session-level state on its server
+ * backend (`left` names it, e.g. `setting search_path`, `advisory lock`, `LISTEN jobs`). It was
+ * cleaned up and rolled back instead of committed; the request answers 500.
+ */
+export class SessionStateLeftError extends SessionLocalError {
+  readonly status = 500;
+  readonly statusCode = 500;
+  /** What was found, one entry per item. */
+  readonly left: string[];
+  constructor(sessionId: number, left: string[]) {
+    super(
+      'SESSION_STATE_LEFT',
+      `session ${sessionId} left session-level state that would outlive its transaction (${left.join(', ')}); it was rolled back instead of committed. Use SET LOCAL / set_config(…, true) / pg_advisory_xact_lock, or keep such state out of request code.`,
+    );
+    this.left = left;
+  }
+}
+
+/**
  * Several registrations (one per engine) on one request commit one after the other, in
  * registration order, without two-phase commit: a COMMIT failed after the registrations in
  * `committed` had committed (their work is saved; `failed`'s is not). Adapters answer 500

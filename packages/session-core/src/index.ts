@@ -12,6 +12,7 @@ export {
   EngineDisposedError,
   CommitError,
   PartialCommitError,
+  SessionStateLeftError,
   CommitOutcomeUnknownError,
   ReplyTimeoutError,
   TransactionAbortedError,

@@ -6,6 +6,7 @@ import {
   NestedTransactionError,
   RawTransactionControlError,
   SessionClosedError,
+  SessionStateLeftError,
   TransactionAbortedError,
   TransactionEndedError,
   type SessionLocalError,
@@ -16,6 +17,7 @@ import { lostUnanswered, sendWithBegin, settledStatus, transactionStatus } from 
 import type { ResolvedSessionOptions, SessionFactory } from './sessionmaker.js';
 import { handOver, serial } from './serial.js';
 import { mayLeaveSessionState, transactionControlIn } from './session-state.js';
+import { sessionStateLeft } from './state-check.js';
 import { addUnitHook, releaseUnitHooks, takeUnitHooks, unitInScope } from './unit-hooks.js';
 import { poolTransport, type SessionTransport } from './transport.js';
 
@@ -276,6 +278,17 @@ export class Session {
             destroy = true;
           });
           throw new TransactionAbortedError(this.id, failure);
+        }
+        // behind a transaction pooler destroying the connection cleans nothing: check before COMMIT (rule 13)
+        if (held.dirty && this.engine.options.sessionStateCheck === 'before-commit') {
+          const left = await sessionStateLeft(held.connection);
+          if (left.length > 0) {
+            failure = new SessionStateLeftError(this.id, left);
+            await this.transport.rollback(this, held.connection).catch(() => {
+              destroy = true;
+            });
+            throw failure;
+          }
         }
         await this.transport.commit(this, held.connection);
       });
