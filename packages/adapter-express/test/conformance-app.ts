@@ -1,4 +1,5 @@
 import http from 'node:http';
+import http2 from 'node:http2';
 import express, { type Response } from 'express';
 import { CALLBACK_JSON, type ConformanceApp, type ConformanceKit, type HandlerResult } from '@sessionlocal/session-core/conformance';
 import { sessionLocal } from '../src/index.js';
@@ -51,5 +52,6 @@ export async function createApp(kit: ConformanceKit): Promise<ConformanceApp> {
     if (typeof answerWith === 'number' && !res.headersSent) res.status(answerWith).json({ handled: true });
     else next(error);
   });
-  return kit.listen(http.createServer(app));
+  // Express 5 over Node's HTTP/2 compatibility API (its req/res are HTTP/1 prototypes): see conformance.test.ts
+  return kit.listen(kit.http2 ? http2.createServer(app as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void) : http.createServer(app));
 }

@@ -7,7 +7,7 @@ import { fastifySessionLocal } from '../src/index.js';
 export async function createApp(kit: ConformanceKit): Promise<ConformanceApp> {
   // the log is Fastify's error reporting: errors logged at level error reach kit.onError
   const stream = { write: (line: string) => void (JSON.parse(line).err && kit.onError(JSON.parse(line).err)) };
-  const app = Fastify({ logger: { level: 'error', stream } });
+  const app = kit.http2 ? Fastify({ http2: true, logger: { level: 'error', stream } }) : Fastify({ logger: { level: 'error', stream } });
   await app.register(fastifySessionLocal, kit.options);
   for (const options of kit.registrations) await app.register(fastifySessionLocal, options);
   // a body read in a preParsing hook that calls back from stream events (e.g. decryption)
@@ -59,7 +59,7 @@ export async function createApp(kit: ConformanceKit): Promise<ConformanceApp> {
   return {
     url: `http://127.0.0.1:${port}`,
     close: async () => {
-      app.server.closeAllConnections();
+      (app.server as { closeAllConnections?: () => void }).closeAllConnections?.();
       await app.close();
     },
   };

@@ -136,7 +136,14 @@ export class RequestScope {
       this.abort(reason);
       void this.end({ status: res.statusCode, error: reason }).catch(() => undefined);
     });
-    if (this.finish === 'after-response') res.once('finish', () => void this.end({ status: res.statusCode }).catch(() => undefined));
+    if (this.finish === 'after-response') {
+      res.once('finish', () => {
+        // Node's HTTP/2 compatibility API emits 'finish' for a stream the client reset too (then
+        // end() was never called): 'close', right after, sees it as the abort it is
+        if (res.writableEnded === false) return;
+        void this.end({ status: res.statusCode }).catch(() => undefined);
+      });
+    }
     return this;
   }
 
