@@ -5,7 +5,7 @@ import { expect } from 'vitest';
 import { Session } from '../session.js';
 import { sessionmaker, type SessionFactory } from '../sessionmaker.js';
 import { uniqueLabel, type Fixture } from './fixture.js';
-import { request } from './http.js';
+import { request, send } from './http.js';
 import type { HandlerContext } from './kit.js';
 import type { Scenario } from './scenarios.js';
 
@@ -298,6 +298,10 @@ export const hostileScenarios: Scenario[] = [
               await failIn(ctx, 'db', factory);
               await insert(other, `${name}-other`);
               await failIn(ctx, 'otherDb', other);
+              if (ctx.query.slow) {
+                await sleep(400);
+                observed.set(name, 'settled');
+              }
               if (!ctx.query.raw) return { status: 201, body: { ok: true } };
               const res = ctx.hijack();
               res.writeHead(201, { 'content-type': 'text/plain' });
@@ -329,6 +333,15 @@ export const hostileScenarios: Scenario[] = [
       }
       // each failure reached the framework's error reporting
       expect(errors.length).toBeGreaterThanOrEqual(4);
+      // a client gone mid-handler: both registrations roll back, both connections come back
+      const gone = uniqueLabel('two-gone');
+      const { req, response } = send(url, `/two?label=${gone}&fail=&slow=1`, { method: 'POST' });
+      response.catch(() => undefined); // ECONNRESET: the client left
+      await sleep(150);
+      req.destroy();
+      await until(() => observed.has(gone), 'the slow handler settled');
+      await sleep(100);
+      expect([await t.fx.count('conf_items', gone), await t.fx.count('conf_items', `${gone}-other`)]).toEqual([0, 0]);
     },
   },
   {
