@@ -1,4 +1,5 @@
 import http from 'node:http';
+import http2 from 'node:http2';
 import express, { type Response } from 'express';
 import { CALLBACK_JSON, type ConformanceApp, type ConformanceKit, type HandlerResult } from '@sessionlocal/session-core/conformance';
 import { sessionLocal } from '../src/index.js';
@@ -17,6 +18,7 @@ export async function createApp(kit: ConformanceKit): Promise<ConformanceApp> {
   (app as unknown as NodeJS.EventEmitter).on('error', (error: unknown) => kit.onError(error)); // where the adapter reports a failed COMMIT
   // the adapter goes first: the session must survive express.json() (it continues from stream events)
   app.use(sessionLocal(kit.options));
+  for (const options of kit.registrations) app.use(sessionLocal(options));
   app.use(express.json({ limit: '1mb' }));
   app.use((req, _res, next) => {
     if (req.headers['content-type'] !== CALLBACK_JSON) return next();
@@ -50,5 +52,6 @@ export async function createApp(kit: ConformanceKit): Promise<ConformanceApp> {
     if (typeof answerWith === 'number' && !res.headersSent) res.status(answerWith).json({ handled: true });
     else next(error);
   });
-  return kit.listen(http.createServer(app));
+  // Express 5 over Node's HTTP/2 compatibility API (its req/res are HTTP/1 prototypes): see conformance.test.ts
+  return kit.listen(kit.http2 ? http2.createServer(app as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void) : http.createServer(app));
 }

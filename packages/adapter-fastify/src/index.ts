@@ -4,6 +4,7 @@ import { ConfigError, type Session } from '@sessionlocal/session-core';
 import {
   beforeCall,
   checkRequestSessionOptions,
+  joinRequestGroup,
   openRequestScope,
   renderHttpError,
   reportCommitFailure,
@@ -53,6 +54,7 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
     requestProperty(request, name, scope?.session);
     if (!scope) return next();
     scopes.set(request, scope);
+    joinRequestGroup(request, scope); // several registrations end together, in registration order
     // only a hijacked reply writes the raw response itself: hold it then, not on every request
     const onResult = (result: RequestResult) => reportCommitFailure(options, request, result, report(request));
     beforeCall(reply, 'hijack', () => hold(reply.raw, () => scope, onResult));

@@ -1,14 +1,16 @@
 import { Readable } from 'node:stream';
 import { CALLBACK_JSON, type ConformanceApp, type ConformanceKit } from '@sessionlocal/session-core/conformance';
-import Fastify from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { fastifySessionLocal } from '../src/index.js';
 
 /** The fastify app the conformance suite drives (also run by apps/adopting over other Sequelize classes). */
 export async function createApp(kit: ConformanceKit): Promise<ConformanceApp> {
   // the log is Fastify's error reporting: errors logged at level error reach kit.onError
   const stream = { write: (line: string) => void (JSON.parse(line).err && kit.onError(JSON.parse(line).err)) };
-  const app = Fastify({ logger: { level: 'error', stream } });
+  // over HTTP/2 the instance's types differ only in the raw request/response; the app is written once
+  const app = (kit.http2 ? Fastify({ http2: true, logger: { level: 'error', stream } }) : Fastify({ logger: { level: 'error', stream } })) as unknown as FastifyInstance;
   await app.register(fastifySessionLocal, kit.options);
+  for (const options of kit.registrations) await app.register(fastifySessionLocal, options);
   // a body read in a preParsing hook that calls back from stream events (e.g. decryption)
   app.addHook('preParsing', (request, _reply, payload, done) => {
     if (request.headers['content-type'] !== CALLBACK_JSON) return done(null, payload);
@@ -58,7 +60,7 @@ export async function createApp(kit: ConformanceKit): Promise<ConformanceApp> {
   return {
     url: `http://127.0.0.1:${port}`,
     close: async () => {
-      app.server.closeAllConnections();
+      (app.server as { closeAllConnections?: () => void }).closeAllConnections?.();
       await app.close();
     },
   };

@@ -9,6 +9,7 @@ import {
   runInScope,
   runRoute,
   type Mounted,
+  type ResponseHolder,
   type RequestSessionOptions,
   type RouteSessionOptions,
 } from '@sessionlocal/session-core/adapter';
@@ -54,7 +55,7 @@ export function sessionLocal(options: SessionLocalOptions): Middleware {
       await mounted.scope?.end({ status: 500, error });
       throw error;
     }
-    await finish(ctx, mounted);
+    await finish(ctx, mounted, hold);
   };
 }
 
@@ -74,13 +75,16 @@ sessionLocal.route = function route(routeOptions: SessionLocalRouteOptions): Mid
 export const koaSessionLocal = sessionLocal;
 
 /** Commit before Koa writes the status line; on a failed COMMIT answer the error response instead. */
-async function finish(ctx: Context, mounted: Mounted<Context>): Promise<void> {
+async function finish(ctx: Context, mounted: Mounted<Context>, hold: ResponseHolder): Promise<void> {
   const scope = mounted.scope;
   if (!scope) return;
   // Koa pipes a stream body after this middleware returned: its reads run in the scope (in the
   // session with 'after-response', where statements throw SessionClosedError otherwise)
   if (ctx.body instanceof Readable) scope.bindReads(ctx.body);
   if (scope.finish === 'after-response' || scope.endIfUntouched()) return;
+  // a raw response (`ctx.respond = false`) not written yet: as in Express and Fastify its first byte
+  // decides (the holder ends the scope then, or the client leaving does), not the settled chain
+  if (ctx.respond === false && hold.unwritten(ctx.res)) return;
   // a JSON body is serialized now, inside the transaction (expired instances read after COMMIT throw)
   if (ctx.respond !== false && isJsonBody(ctx.body)) ctx.body = JSON.stringify(ctx.body);
   const result = await scope.end({ status: ctx.status });

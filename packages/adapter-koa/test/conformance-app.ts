@@ -1,4 +1,5 @@
 import http from 'node:http';
+import http2 from 'node:http2';
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import { CALLBACK_JSON, type ConformanceApp, type ConformanceKit, type HandlerResult } from '@sessionlocal/session-core/conformance';
@@ -50,6 +51,7 @@ export async function createApp(kit: ConformanceKit): Promise<ConformanceApp> {
     }
   });
   app.use(sessionLocal(kit.options));
+  for (const options of kit.registrations) app.use(sessionLocal(options));
   app.use(bodyParser({ jsonLimit: '1mb' }));
   app.use(async (ctx, next) => {
     if (ctx.get('content-type') === CALLBACK_JSON) {
@@ -59,5 +61,5 @@ export async function createApp(kit: ConformanceKit): Promise<ConformanceApp> {
     await next();
   });
   app.use(router.routes());
-  return kit.listen(http.createServer(app.callback()));
+  return kit.listen(kit.http2 ? http2.createServer(app.callback()) : http.createServer(app.callback()));
 }

@@ -1,4 +1,4 @@
 import { runConformanceSuite } from '@sessionlocal/session-core/conformance';
 import { createApp } from './conformance-app.js';
 
-runConformanceSuite({ name: 'koa', createApp });
+runConformanceSuite({ name: 'koa', createApp, http2: true });

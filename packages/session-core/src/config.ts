@@ -59,6 +59,14 @@ export interface EngineOptions<S extends Sequelize = Sequelize> {
   /** Queries outside any session throw `NoActiveSessionError` instead of autocommitting. */
   strict?: boolean;
   /**
+   * `'before-commit'`: a transaction whose statements may have left session-level state (the
+   * text gate of rule 13) is checked with one query inside it before COMMIT; state found is
+   * refused (cleaned up, rolled back, `SessionStateLeftError`, the request answers 500). For a
+   * transaction pooler (PgBouncer `pool_mode = transaction`), where destroying the client
+   * connection does not clean the server backend. Default `'off'`.
+   */
+  sessionStateCheck?: 'off' | 'before-commit';
+  /**
    * The class `engine.sequelize` extends (default `Sequelize`): pass sequelize-typescript's
    * `Sequelize` to get `engine.sequelize.addModels(...)`, or your own subclass. The engine still
    * makes the instance (its pool, dialect module and logging); an existing instance cannot be adopted.
@@ -117,6 +125,7 @@ export interface ResolvedEngineOptions {
   replicas: ParsedUrl[];
   replicaOptions: ResolvedReplicaOptions;
   strict: boolean;
+  sessionStateCheck: 'off' | 'before-commit';
   sequelize: PassThroughOptions | undefined;
   sequelizeClass: typeof Sequelize;
 }
@@ -225,6 +234,7 @@ export function resolveEngineOptions<S extends Sequelize>(options: EngineOptions
     replicas: replicas.map((url, i) => parseDatabaseUrl(url, `replicas[${i}]`)),
     replicaOptions: resolveReplicaOptions(options.replicaOptions),
     strict: options.strict ?? false,
+    sessionStateCheck: oneOf('sessionStateCheck', options.sessionStateCheck, ['off', 'before-commit'] as const) ?? 'off',
     sequelize: options.sequelize as PassThroughOptions | undefined,
     sequelizeClass: checkSequelizeClass(options.sequelizeClass),
   };
@@ -384,5 +394,13 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv): { url: string; options: 
     replicaOptions.fallback = fallback;
   }
   if (Object.keys(replicaOptions).length > 0) options.replicaOptions = replicaOptions;
+  const stateCheck = env.DB_SESSION_STATE_CHECK;
+  if (stateCheck !== undefined && stateCheck !== '') options.sessionStateCheck = oneOf('DB_SESSION_STATE_CHECK', stateCheck, ['off', 'before-commit'] as const);
   return { url, options };
+}
+
+function oneOf<T extends string>(field: string, value: unknown, allowed: readonly T[]): T | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
+  throw new ConfigError(field, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(value)}`);
 }

@@ -13,7 +13,9 @@ export type SessionLocalErrorCode =
   | 'RAW_TRANSACTION_CONTROL'
   | 'REPLY_TIMEOUT'
   | 'COMMIT_OUTCOME_UNKNOWN'
-  | 'REPLICA_UNAVAILABLE';
+  | 'REPLICA_UNAVAILABLE'
+  | 'PARTIALLY_COMMITTED'
+  | 'SESSION_STATE_LEFT';
 
 /** Base class of every error thrown by sessionlocal; `code` is stable across releases. */
 export class SessionLocalError extends Error {
@@ -116,6 +118,45 @@ export class CommitError extends SessionLocalError {
   readonly statusCode = 500;
   constructor(sessionId: number, cause: unknown) {
     super('COMMIT_FAILED', `COMMIT of session ${sessionId} failed, the transaction was rolled back: ${describe(cause)}`, { cause });
+  }
+}
+
+/**
+ * `sessionStateCheck: 'before-commit'`: the transaction left session-level state on its server
+ * backend (`left` names it, e.g. `setting search_path`, `advisory lock`, `LISTEN jobs`). It was
+ * cleaned up and rolled back instead of committed; the request answers 500.
+ */
+export class SessionStateLeftError extends SessionLocalError {
+  readonly status = 500;
+  readonly statusCode = 500;
+  /** What was found, one entry per item. */
+  readonly left: string[];
+  constructor(sessionId: number, left: string[]) {
+    super(
+      'SESSION_STATE_LEFT',
+      `session ${sessionId} left session-level state that would outlive its transaction (${left.join(', ')}); it was rolled back instead of committed. Use SET LOCAL / set_config(…, true) / pg_advisory_xact_lock, or keep such state out of request code.`,
+    );
+    this.left = left;
+  }
+}
+
+/**
+ * Several registrations (one per engine) on one request commit one after the other, in
+ * registration order, without two-phase commit: a COMMIT failed after the registrations in
+ * `committed` had committed (their work is saved; `failed`'s is not). Adapters answer 500
+ * `partially_committed` naming both lists.
+ */
+export class PartialCommitError extends SessionLocalError {
+  readonly status = 500;
+  readonly statusCode = 500;
+  /** The registrations (`name`s) whose work was committed. */
+  readonly committed: string[];
+  /** The registrations whose work was rolled back (the one whose COMMIT failed, and those after it). */
+  readonly failed: string[];
+  constructor(committed: string[], failed: string[], cause: unknown) {
+    super('PARTIALLY_COMMITTED', `the COMMIT of ${failed.join(', ')} failed after ${committed.join(', ')} had committed: ${describe(cause)}`, { cause });
+    this.committed = committed;
+    this.failed = failed;
   }
 }
 

@@ -12,6 +12,8 @@ export {
   InstanceExpiredError,
   EngineDisposedError,
   CommitError,
+  PartialCommitError,
+  SessionStateLeftError,
   CommitOutcomeUnknownError,
   ReplyTimeoutError,
   ReplicaUnavailableError,

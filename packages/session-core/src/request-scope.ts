@@ -3,6 +3,7 @@ import {
   CommitError,
   CommitOutcomeUnknownError,
   EngineDisposedError,
+  PartialCommitError,
   ConfigError as SessionLocalConfigError,
   PoolTimeoutError,
   ReplicaUnavailableError,
@@ -99,10 +100,13 @@ export interface RequestResult {
 export interface HttpError {
   status: number;
   headers: Record<string, string>;
-  body: { error: string; message: string };
+  /** `committed` / `failed`: the registrations (`name`s) of a `partially_committed` answer. */
+  body: { error: string; message: string; committed?: string[]; failed?: string[] };
 }
 
 const defaultCommitWhen = (status: number) => status < 400;
+
+const reported = new WeakSet<object>();
 
 const COMMIT_FAILED: HttpError = { status: 500, headers: {}, body: { error: 'commit_failed', message: 'The transaction could not be committed; nothing was saved.' } };
 
@@ -110,17 +114,29 @@ const COMMIT_FAILED: HttpError = { status: 500, headers: {}, body: { error: 'com
 export class RequestScope {
   readonly session: Session;
   readonly finish: FinishMode;
+  /** The registration's `name` (the request property, default `db`). */
+  readonly name: string;
   private readonly commitWhen: (status: number) => boolean;
   private ending: Promise<RequestResult> | undefined;
   private failure: unknown;
   private response: ResponseLike | undefined;
   private readonly carrier: ResolvedCarrier | undefined;
+  private group: (() => Array<RequestScope | undefined>) | undefined;
 
-  constructor(session: Session, finish: FinishMode, commitWhen: (status: number) => boolean, carrier?: ResolvedCarrier) {
+  constructor(session: Session, finish: FinishMode, commitWhen: (status: number) => boolean, name = 'db', carrier?: ResolvedCarrier) {
     this.session = session;
     this.finish = finish;
     this.commitWhen = commitWhen;
+    this.name = name;
     this.carrier = carrier;
+  }
+
+  /**
+   * @internal The request has several registrations (one per engine): `scopes` gives them in
+   * registration order. Ending one ends them all, one after the other in that order (see `end`).
+   */
+  joinGroup(scopes: () => Array<RequestScope | undefined>): void {
+    this.group = scopes;
   }
 
   /**
@@ -156,7 +172,14 @@ export class RequestScope {
       this.abort(reason);
       void this.end({ status: res.statusCode, error: reason }).catch(() => undefined);
     });
-    if (this.finish === 'after-response') res.once('finish', () => void this.end({ status: res.statusCode }).catch(() => undefined));
+    if (this.finish === 'after-response') {
+      res.once('finish', () => {
+        // Node's HTTP/2 compatibility API emits 'finish' for a stream the client reset too (then
+        // end() was never called): 'close', right after, sees it as the abort it is
+        if (res.writableEnded === false) return;
+        void this.end({ status: res.statusCode }).catch(() => undefined);
+      });
+    }
     return this;
   }
 
@@ -196,8 +219,60 @@ export class RequestScope {
    * never rejects (a failed COMMIT is reported in the result, with the `response` to send).
    */
   end(outcome: RequestOutcome): Promise<RequestResult> {
+    if (!this.ending && this.group) RequestScope.endGroup(this.group(), outcome);
     if (!this.ending && !this.endIfUntouched(outcome)) this.ending = this.endNow(outcome);
     return this.ending as Promise<RequestResult>;
+  }
+
+  /**
+   * Several registrations on one request end together, with the first outcome any of them was
+   * ended with: in registration order, one COMMIT after the other (no two-phase commit). When one
+   * fails, the later ones roll back, and every registration's result carries one response: the
+   * failure's own (`commit_failed`) when nothing had committed, else 500 `partially_committed`
+   * naming what was and was not saved. Only the failing registration's result carries the error
+   * (it is reported once). Each result resolves when the whole group has ended.
+   */
+  private static endGroup(scopes: Array<RequestScope | undefined>, outcome: RequestOutcome): void {
+    const group = scopes.filter((scope): scope is RequestScope => scope !== undefined);
+    if (group.length < 2) return;
+    const ended = new Map(group.map((scope) => [scope, scope.ending] as const));
+    const pending = group.filter((scope) => !scope.ending && !scope.endIfUntouched(outcome));
+    const all = (async () => {
+      const results = new Map<RequestScope, RequestResult>();
+      let failed: { scope: RequestScope; result: RequestResult } | undefined;
+      for (const scope of group) {
+        const earlier = ended.get(scope);
+        let result: RequestResult;
+        if (earlier) result = await earlier;
+        else if (!pending.includes(scope))
+          result = await (scope.ending as Promise<RequestResult>); // untouched
+        else result = await scope.endNow(failed ? { status: outcome.status, error: failed.result.error } : outcome);
+        results.set(scope, result);
+        if (!failed && result.response && !result.committed) failed = { scope, result };
+      }
+      if (!failed) return results;
+      const committed = group.filter((scope) => results.get(scope)?.committed).map((scope) => scope.name);
+      const lost = group.filter((scope) => !results.get(scope)?.committed && scope.session.counts.transactions > 0).map((scope) => scope.name);
+      let error = failed.result.error;
+      let response = failed.result.response as HttpError;
+      if (committed.length > 0) {
+        error = new PartialCommitError(committed, lost.length ? lost : [failed.scope.name], error);
+        response = {
+          status: 500,
+          headers: {},
+          body: {
+            error: 'partially_committed',
+            message: `Only part of the request was saved: ${committed.join(', ')} committed, then the commit of ${failed.scope.name} failed; nothing of ${(error as PartialCommitError).failed.join(', ')} was saved.`,
+            committed,
+            failed: (error as PartialCommitError).failed,
+          },
+        };
+      }
+      // each result carries the one answer and its error (reportCommitFailure reports an error once)
+      for (const scope of group) results.set(scope, { committed: (results.get(scope) as RequestResult).committed, error, response });
+      return results;
+    })();
+    for (const scope of pending) scope.ending = all.then((results) => results.get(scope) as RequestResult);
   }
 
   /**
@@ -283,10 +358,10 @@ export function openRequestScope<Req>(options: RequestSessionOptions<Req>, req: 
     } else if (!factory.options.readYourWrites) {
       overrides.readYourWrites = true;
     }
-    return new RequestScope(factory(overrides), merged.finish ?? 'before-response', merged.commitWhen ?? defaultCommitWhen, carrier);
+    return new RequestScope(factory(overrides), merged.finish ?? 'before-response', merged.commitWhen ?? defaultCommitWhen, options.name ?? 'db', carrier);
   }
   const session = settings === undefined && readOnly === undefined ? options.factory() : options.factory({ ...(settings && { settings }), ...(readOnly !== undefined && { readOnly }) });
-  return new RequestScope(session, merged.finish ?? 'before-response', merged.commitWhen ?? defaultCommitWhen);
+  return new RequestScope(session, merged.finish ?? 'before-response', merged.commitWhen ?? defaultCommitWhen, options.name ?? 'db');
 }
 
 const carriers = new WeakMap<object, ResolvedCarrier>();
@@ -427,6 +502,11 @@ export function checkRequestSessionOptions<Req>(options: RequestSessionOptions<R
  */
 export function reportCommitFailure<Req>(options: RequestSessionOptions<Req>, req: Req, result: RequestResult, fallback: (error: unknown) => void): void {
   if (!result.response || result.error === undefined) return;
+  // several registrations of one request share one failure: it is reported once
+  if (typeof result.error === 'object' && result.error !== null) {
+    if (reported.has(result.error)) return;
+    reported.add(result.error);
+  }
   try {
     (options.onCommitError ?? fallback)(result.error, req);
   } catch {

@@ -3,6 +3,7 @@ import type { Engine } from './engine.js';
 import { NoActiveSessionError, PoolTimeoutError } from './errors.js';
 import { ownerOf } from './owner.js';
 import { isPureFind, PURE_READ } from './pure-read.js';
+import type { Session } from './session.js';
 import { clsShim, joinedTransaction, type Scope } from './scope.js';
 
 type QueryFn = (sql: unknown, options?: Record<string, unknown>) => Promise<unknown>;
@@ -85,7 +86,7 @@ export function scopedSequelizeClass(engine: Engine, Base: typeof Sequelize = Se
       if (session) {
         session.counts.savepoints++;
         leave?.(transaction);
-        deferToSession(this, transaction as Internal, () => leave?.());
+        deferToSession(this, transaction as Internal, () => leave?.(), session);
       }
       if (!callback) return transaction;
       const scope: Scope = { session: outer?.session, transaction, autocommit: outer?.autocommit ?? false };
@@ -148,7 +149,7 @@ function joinFindCreateFind(model: unknown, storage: Engine['scope']): void {
  * it) and hands its `afterCommit` hooks to the session, to run after the real COMMIT (never when
  * the session rolls back); `rollback()` rolls back to it. Either ends the unit's registration.
  */
-function deferToSession(sequelize: Sequelize, savepoint: Internal, leave: () => void): void {
+function deferToSession(sequelize: Sequelize, savepoint: Internal, leave: () => void, session: Session): void {
   const parent = savepoint.parent;
   if (!parent) return;
   const rollback = savepoint.rollback.bind(savepoint);
@@ -165,11 +166,17 @@ function deferToSession(sequelize: Sequelize, savepoint: Internal, leave: () => 
       savepoint.finished = 'commit';
       // up one level: they run after the real COMMIT, and are dropped if an enclosing unit rolls back
       for (const hook of savepoint._afterCommitHooks.splice(0)) (parent as Internal)._afterCommitHooks.push(() => hook(savepoint));
+      await session.unitEnded(savepoint, 'release');
     },
     async rollback(): Promise<void> {
       leave();
       savepoint.name = own;
-      await rollback();
+      try {
+        await rollback();
+      } finally {
+        // the unit's work is gone (rolled back to the savepoint, or with the whole transaction)
+        await session.unitEnded(savepoint, 'rollback');
+      }
     },
   });
 }

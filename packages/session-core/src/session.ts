@@ -7,6 +7,7 @@ import {
   NestedTransactionError,
   RawTransactionControlError,
   SessionClosedError,
+  SessionStateLeftError,
   TransactionAbortedError,
   TransactionEndedError,
   type SessionLocalError,
@@ -19,6 +20,9 @@ import { handOver, serial } from './serial.js';
 import { mayLeaveSessionState, transactionControlIn } from './session-state.js';
 import { describeBegin, type PendingBegin, poolTransport, type SessionTransport } from './transport.js';
 import { mayWrite } from './read-your-writes.js';
+import { sessionStateLeft } from './state-check.js';
+import { addUnitHook, releaseUnitHooks, takeUnitHooks, unitInScope } from './unit-hooks.js';
+import { poolTransport, type SessionTransport } from './transport.js';
 
 /** `idle`: no transaction; `active`: in a transaction; `failed`: a statement failed, roll back; `closed`. */
 export type SessionState = 'idle' | 'active' | 'failed' | 'closed';
@@ -305,6 +309,17 @@ export class Session {
           });
           throw new TransactionAbortedError(this.id, failure);
         }
+        // behind a transaction pooler destroying the connection cleans nothing: check before COMMIT (rule 13)
+        if (held.dirty && this.engine.options.sessionStateCheck === 'before-commit') {
+          const left = await sessionStateLeft(held.connection);
+          if (left.length > 0) {
+            failure = new SessionStateLeftError(this.id, left);
+            await this.transport.rollback(this, held.connection).catch(() => {
+              destroy = true;
+            });
+            throw failure;
+          }
+        }
         await this.transport.commit(this, held.connection);
       });
     } catch (caught) {
@@ -356,20 +371,41 @@ export class Session {
 
   /** Run `fn` in a SAVEPOINT: on throw, roll back to it and rethrow (the outer transaction survives). */
   async beginNested<T>(fn: (session: this) => Promise<T> | T): Promise<T> {
-    const parent = await this.transaction();
+    // inside a unit of this session, a SAVEPOINT of that unit (nesting depth > 1), else of the session
+    const parent = unitInScope(this.engine.scope.getStore(), this.tx) ?? (await this.transaction());
     return this.engine.sequelize.transaction({ transaction: parent }, async () => fn(this)) as Promise<T>;
   }
 
-  /** Run `fn` after the next successful COMMIT. Its errors are reported through the `error` event. */
+  /**
+   * Run `fn` after the next successful COMMIT. Its errors are reported through the `error` event.
+   * Inside a nested unit it follows the unit: dropped if the unit rolls back.
+   */
   afterCommit(fn: Hook): void {
     this.assertOpen();
-    (this.commitHooks ??= []).push(fn);
+    const unit = unitInScope(this.engine.scope.getStore(), this.tx);
+    if (unit) addUnitHook(unit, 'commit', fn);
+    else (this.commitHooks ??= []).push(fn);
   }
 
-  /** Run `fn` after the next ROLLBACK (including a failed COMMIT). */
+  /** Run `fn` after the next ROLLBACK (including a failed COMMIT); inside a nested unit, when that unit rolls back. */
   afterRollback(fn: Hook): void {
     this.assertOpen();
-    (this.rollbackHooks ??= []).push(fn);
+    const unit = unitInScope(this.engine.scope.getStore(), this.tx);
+    if (unit) addUnitHook(unit, 'rollback', fn);
+    else (this.rollbackHooks ??= []).push(fn);
+  }
+
+  /** @internal A nested unit released (its hooks move up) or rolled back (its rollback hooks run now, its commit hooks are dropped). */
+  async unitEnded(unit: Transaction, outcome: 'release' | 'rollback'): Promise<void> {
+    if (outcome === 'release') {
+      releaseUnitHooks(unit, (hooks) => {
+        if (hooks.commit.length) (this.commitHooks ??= []).push(...hooks.commit);
+        if (hooks.rollback.length) (this.rollbackHooks ??= []).push(...hooks.rollback);
+      });
+      return;
+    }
+    const hooks = takeUnitHooks(unit);
+    if (hooks?.rollback.length) await this.runHooks('rollback', hooks.rollback);
   }
 
   /** Reload an instance (expired or not) inside this session. */
@@ -698,6 +734,13 @@ export class Session {
     const hooks = { commit: this.commitHooks ?? [], rollback: this.rollbackHooks ?? [] };
     this.commitHooks = undefined;
     this.rollbackHooks = undefined;
+    // units still open when the transaction ends (db.commit() inside beginNested) end with it
+    for (const unit of this.units) {
+      const own = takeUnitHooks(unit);
+      if (!own) continue;
+      hooks.commit.push(...own.commit);
+      hooks.rollback.push(...own.rollback);
+    }
     return hooks;
   }
 

@@ -37,7 +37,7 @@ interface Hold {
  * e.g. `res.on('finish')`, run where statements throw `SessionClosedError`).
  * @param onResult called with the scope's result when the hold ended it (error reporting).
  */
-export function responseHolder(): (res: ServerResponse, scope: () => RequestScope | undefined, onResult?: (result: RequestResult) => void) => void {
+export function responseHolder(): ResponseHolder {
   const HOLD = Symbol('sessionlocal.hold');
   type HeldResponse = ServerResponse & { [HOLD]: Hold };
   const wrappers: Record<string, Method> = {};
@@ -81,7 +81,7 @@ export function responseHolder(): (res: ServerResponse, scope: () => RequestScop
     }
     return hold.original.setHeader.apply(this, args);
   };
-  return (res, scope, onResult) => {
+  const holder: ResponseHolder = (res, scope, onResult) => {
     const mounted = (res as HeldResponse)[HOLD];
     if (mounted) {
       mounted.scope = scope; // the same holder mounted twice: its latest scope is the request's
@@ -103,6 +103,19 @@ export function responseHolder(): (res: ServerResponse, scope: () => RequestScop
     });
     hold.sent = sent;
   };
+  holder.unwritten = (res) => (res as HeldResponse)[HOLD]?.mode === 'idle';
+  return holder;
+}
+
+/** Holds a response's raw writes until its request scope ended (see `responseHolder`). */
+export interface ResponseHolder {
+  (res: ServerResponse, scope: () => RequestScope | undefined, onResult?: (result: RequestResult) => void): void;
+  /**
+   * Whether the handler has written nothing through this holder yet. Koa asks it when the chain
+   * settled with `ctx.respond = false`: then, as in Express and Fastify, the first raw byte
+   * decides (the hold ends the scope with the status written then), not the settled chain.
+   */
+  unwritten(res: ServerResponse): boolean;
 }
 
 /** The `headersSent` getter of the response's prototype chain, bound to it. */

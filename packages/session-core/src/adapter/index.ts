@@ -21,7 +21,7 @@ export {
   type FinishMode,
   type ReadYourWritesCarrier,
 } from '../request-scope.js';
-export { responseHolder, renderHttpError } from './hold-response.js';
+export { responseHolder, renderHttpError, type ResponseHolder } from './hold-response.js';
 export { requestProperty } from './request-property.js';
 export { beforeCall } from './before-call.js';
-export { mount, mountedOn, enterScope, runRoute, runInScope, type Mounted } from './mounted.js';
+export { mount, mountedOn, enterScope, joinRequestGroup, runRoute, runInScope, type Mounted } from './mounted.js';

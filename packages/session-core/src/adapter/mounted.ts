@@ -16,9 +16,26 @@ type Target = { [MOUNTED]?: Array<Mounted<unknown>> };
  */
 export function mount<Req>(target: object, options: RequestSessionOptions<Req>, req: Req): Mounted<Req> {
   const mounted: Mounted<Req> = { options, scope: undefined };
-  ((target as Target)[MOUNTED] ??= []).push(mounted as Mounted<unknown>);
+  const all = ((target as Target)[MOUNTED] ??= []);
+  all.push(mounted as Mounted<unknown>);
   enterScope(mounted, target, openRequestScope(options, req));
+  if (all.length === 2) all[0]?.scope?.joinGroup(() => all.map((m) => m.scope));
   return mounted;
+}
+
+const GROUP = Symbol('sessionlocal.group');
+
+/**
+ * For adapters that keep no `Mounted` list (Fastify: one plugin instance per registration):
+ * record `scope` as one of the request's registrations; from the second on, they end together
+ * in registration order (`RequestScope.end`).
+ */
+export function joinRequestGroup(target: object, scope: RequestScope): void {
+  const holder = target as { [GROUP]?: RequestScope[] };
+  const all = (holder[GROUP] ??= []);
+  all.push(scope);
+  if (all.length === 2) for (const each of all) each.joinGroup(() => all);
+  else if (all.length > 2) scope.joinGroup(() => all);
 }
 
 /** The registrations this request met, in mount order (empty when none did). */
@@ -30,6 +47,9 @@ export function mountedOn<Req>(target: object): Array<Mounted<Req>> {
 export function enterScope<Req>(mounted: Mounted<Req>, target: object, scope: RequestScope | undefined): void {
   mounted.scope = scope;
   requestProperty(target, mounted.options.name ?? 'db', scope?.session);
+  // several registrations (engines) on one request: their scopes end together, in registration order
+  const all = (target as Target)[MOUNTED];
+  if (scope && all && all.length > 1) scope.joinGroup(() => all.map((m) => m.scope));
 }
 
 /**

@@ -5,7 +5,7 @@ import { expect } from 'vitest';
 import { Session } from '../session.js';
 import { sessionmaker, type SessionFactory } from '../sessionmaker.js';
 import { uniqueLabel, type Fixture } from './fixture.js';
-import { request } from './http.js';
+import { request, send } from './http.js';
 import type { HandlerContext } from './kit.js';
 import type { Scenario } from './scenarios.js';
 
@@ -234,6 +234,114 @@ export const hostileScenarios: Scenario[] = [
         await until(() => observed.get(name) === 'done', `the hijacking handler finished (${query})`);
         await expectConsistent(t.fx, reply.status, name);
       }
+    },
+  },
+  {
+    rules: [2, 8],
+    name: 'a response the handler writes itself from a timer, after the handler returned: 500 when COMMIT failed (never its 2xx), its 2xx when committed',
+    async run(t) {
+      const { factory } = t.fx;
+      const { url } = await t.app([
+        {
+          method: 'POST',
+          path: '/late-raw',
+          handler: async (ctx) => {
+            const name = label(ctx);
+            await insert(factory, name);
+            if (ctx.query.fail) await factory.engine.sequelize.query('INSERT INTO conf_unique (k) VALUES (434343), (434343)');
+            const res = ctx.hijack();
+            // the write comes after the handler (Koa: the middleware chain) settled
+            setTimeout(() => {
+              try {
+                res.writeHead(200, { 'content-type': 'text/plain' });
+                res.end('saved!');
+                observed.set(name, 'written');
+              } catch (error) {
+                observed.set(name, errorName(error));
+              }
+            }, 60);
+            return { responded: true };
+          },
+        },
+      ]);
+      for (const query of ['&fail=1', '']) {
+        const name = uniqueLabel('late-raw');
+        const reply = await request(url, `/late-raw?label=${name}${query}`, { method: 'POST' });
+        if (query) {
+          expect(reply.status, query).toBe(500);
+          expect(reply.json?.error, query).toBe('commit_failed');
+        } else {
+          expect(reply.status, query).toBe(200);
+          expect(reply.text, query).toBe('saved!');
+        }
+        await until(() => observed.has(name), `the late writer ran (${query})`);
+        await expectConsistent(t.fx, reply.status, name);
+      }
+    },
+  },
+  {
+    rules: [2, 7],
+    name: 'two registrations (two engines) commit in registration order; a failed COMMIT answers one well-formed 500: commit_failed when nothing was saved, partially_committed naming the registrations when the first had committed',
+    async run(t) {
+      const { factory } = t.fx;
+      const other = sessionmaker(t.fx.newEngine({ pool: { max: 4 } }));
+      const failIn = (ctx: HandlerContext, which: string, f: SessionFactory) =>
+        ctx.query.fail === which ? f.engine.sequelize.query('INSERT INTO conf_unique (k) VALUES ($1), ($1)', { bind: [which === 'db' ? 454545 : 464646] }) : undefined;
+      const { url, errors } = await t.app(
+        [
+          {
+            method: 'POST',
+            path: '/two',
+            handler: async (ctx) => {
+              const name = label(ctx);
+              await insert(factory, name);
+              await failIn(ctx, 'db', factory);
+              await insert(other, `${name}-other`);
+              await failIn(ctx, 'otherDb', other);
+              if (ctx.query.slow) {
+                await sleep(400);
+                observed.set(name, 'settled');
+              }
+              if (!ctx.query.raw) return { status: 201, body: { ok: true } };
+              const res = ctx.hijack();
+              res.writeHead(201, { 'content-type': 'text/plain' });
+              res.end('saved!');
+              return { responded: true };
+            },
+          },
+        ],
+        undefined,
+        [{ factory: other, name: 'otherDb' }],
+      );
+      for (const raw of ['', '&raw=1']) {
+        for (const fail of ['', 'db', 'otherDb']) {
+          const name = uniqueLabel('two');
+          const what = `fail=${fail || 'none'}${raw}`;
+          const reply = await request(url, `/two?label=${name}&fail=${fail}${raw}`, { method: 'POST' });
+          const saved = [await t.fx.count('conf_items', name), await t.fx.count('conf_items', `${name}-other`)];
+          if (!fail) {
+            expect(reply.status, what).toBe(201);
+            expect(saved, what).toEqual([1, 1]);
+          } else if (fail === 'db') {
+            expect([reply.status, reply.json?.error], what).toEqual([500, 'commit_failed']);
+            expect(saved, what).toEqual([0, 0]);
+          } else {
+            expect([reply.status, reply.json], what).toEqual([500, { error: 'partially_committed', message: expect.stringContaining('otherDb'), committed: ['db'], failed: ['otherDb'] }]);
+            expect(saved, what).toEqual([1, 0]);
+          }
+        }
+      }
+      // each failure reached the framework's error reporting
+      expect(errors.length).toBeGreaterThanOrEqual(4);
+      // a client gone mid-handler: both registrations roll back, both connections come back
+      const gone = uniqueLabel('two-gone');
+      const { req, response } = send(url, `/two?label=${gone}&fail=&slow=1`, { method: 'POST' });
+      response.catch(() => undefined); // ECONNRESET: the client left
+      await sleep(150);
+      req.destroy();
+      await until(() => observed.has(gone), 'the slow handler settled');
+      await sleep(100);
+      expect([await t.fx.count('conf_items', gone), await t.fx.count('conf_items', `${gone}-other`)]).toEqual([0, 0]);
     },
   },
   {

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, Server, ServerResponse } from 'node:http';
+import type { Http2Server, Http2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Sequelize } from 'sequelize';
@@ -47,6 +48,8 @@ export interface ConformanceRoute {
 export interface ConformanceKit {
   /** Pass these to the adapter unchanged (`sessionLocal(kit.options)` / `register(fastifySessionLocal, kit.options)`). */
   options: RequestSessionOptions<RequestLike>;
+  /** Further registrations (other engines, each with its own `name`): mount each right after `options`, in this order. */
+  registrations: RequestSessionOptions<RequestLike>[];
   /** Install a JSON body parser after the adapter, then these routes. A thrown handler error goes to the framework. */
   routes: ConformanceRoute[];
   /**
@@ -62,7 +65,13 @@ export interface ConformanceKit {
    */
   readBodyWithCallbacks: typeof readBodyWithCallbacks;
   /** Listen on 127.0.0.1 (random port); `close()` ends open connections and stops the server. */
-  listen(server: Server): Promise<ConformanceApp>;
+  listen(server: Server | Http2Server): Promise<ConformanceApp>;
+  /**
+   * Serve HTTP/2 cleartext (h2c, prior knowledge) instead of HTTP/1.1: Fastify `{ http2: true }`,
+   * Koa `http2.createServer(app.callback())`, Express `http2.createServer(app)` (Node's
+   * compatibility API). Set only for adapters that declare `http2: true`.
+   */
+  http2: boolean;
 }
 
 /** A running scenario app. */
@@ -75,12 +84,20 @@ export interface ConformanceApp {
 export interface ConformanceAdapter<S extends Sequelize = Sequelize> {
   name: string;
   createApp(kit: ConformanceKit): Promise<ConformanceApp>;
+  /**
+   * `true`: also run the HTTP/2 scenarios (client RST_STREAM before, during and after the
+   * response) with `kit.http2` set. A string: why the framework cannot (shown as a skipped test).
+   */
+  http2?: true | string;
   /** Options every engine of the run is made with, e.g. `{ sequelizeClass }` to run the suite over sequelize-typescript's `Sequelize`. */
   engineOptions?: Pick<EngineOptions<S>, 'sequelizeClass' | 'sequelize'>;
 }
 
 /** Listen on 127.0.0.1 on a free port. */
-export function listen(server: Server): Promise<ConformanceApp> {
+export function listen(server: Server | Http2Server): Promise<ConformanceApp> {
+  // an HTTP/2 server has no closeAllConnections(): close its sessions on close
+  const sessions = new Set<Http2Session>();
+  if (!('closeAllConnections' in server)) server.on('session', (session: Http2Session) => sessions.add(session.once('close', () => sessions.delete(session))));
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
@@ -90,7 +107,8 @@ export function listen(server: Server): Promise<ConformanceApp> {
         close: () =>
           new Promise<void>((done) => {
             server.close(() => done());
-            server.closeAllConnections();
+            if ('closeAllConnections' in server) server.closeAllConnections();
+            for (const session of sessions) session.destroy();
           }),
       });
     });

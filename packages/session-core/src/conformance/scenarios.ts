@@ -15,8 +15,10 @@ import { CALLBACK_JSON, type ConformanceRoute, type HandlerContext, type Request
 /** What a scenario gets: the fixture and a way to start an app of the adapter under test. */
 export interface ScenarioContext {
   fx: Fixture;
+  /** Apps started now serve HTTP/2 (the HTTP/2 scenarios set it). */
+  http2?: boolean;
   /** Start the adapter's app with these routes; `options` are merged over `{ factory: fx.factory }`. */
-  app(routes: ConformanceRoute[], options?: Partial<RequestSessionOptions<RequestLike>>): Promise<{ url: string; errors: unknown[] }>;
+  app(routes: ConformanceRoute[], options?: Partial<RequestSessionOptions<RequestLike>>, registrations?: RequestSessionOptions<RequestLike>[]): Promise<{ url: string; errors: unknown[] }>;
 }
 
 /** One behaviour of SPEC §3, checked over real HTTP. */

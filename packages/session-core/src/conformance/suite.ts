@@ -5,6 +5,7 @@ import type { RequestSessionOptions } from '../request-scope.js';
 import { Fixture } from './fixture.js';
 import { listen, readBodyWithCallbacks, type ConformanceAdapter, type ConformanceApp, type RequestLike } from './kit.js';
 import { hostileScenarios } from './hostile-scenarios.js';
+import { http2Scenarios } from './http2-scenarios.js';
 import { scenarios, type ScenarioContext } from './scenarios.js';
 
 /**
@@ -27,9 +28,17 @@ export function runConformanceSuite<S extends Sequelize = Sequelize>(adapter: Co
     const apps: ConformanceApp[] = [];
     const t: ScenarioContext = {
       fx,
-      async app(routes, options) {
+      async app(routes, options, registrations = []) {
         const errors: unknown[] = [];
-        const kit = { options: { factory: fx.factory, ...options } as RequestSessionOptions<RequestLike>, routes, onError: (error: unknown) => void errors.push(error), readBodyWithCallbacks, listen };
+        const kit = {
+          options: { factory: fx.factory, ...options } as RequestSessionOptions<RequestLike>,
+          registrations,
+          routes,
+          onError: (error: unknown) => void errors.push(error),
+          readBodyWithCallbacks,
+          listen,
+          http2: t.http2 === true,
+        };
         const app = await adapter.createApp(kit);
         apps.push(app);
         return { url: app.url, errors };
@@ -63,5 +72,20 @@ export function runConformanceSuite<S extends Sequelize = Sequelize>(adapter: Co
     for (const scenario of [...scenarios, ...hostileScenarios]) {
       it(`${scenario.name} [§3 rule ${scenario.rules.join(', ')}]`, () => scenario.run(t));
     }
+
+    describe('over HTTP/2', () => {
+      if (typeof adapter.http2 === 'string') it.skip(`not run: ${adapter.http2}`, () => undefined);
+      if (adapter.http2 !== true) return;
+      for (const scenario of http2Scenarios) {
+        it(`${scenario.name} [§3 rule ${scenario.rules.join(', ')}]`, async () => {
+          t.http2 = true;
+          try {
+            await scenario.run(t);
+          } finally {
+            t.http2 = false;
+          }
+        });
+      }
+    });
   });
 }
