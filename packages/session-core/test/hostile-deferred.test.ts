@@ -1,0 +1,313 @@
+/**
+ * Hostile tests of the opt-in `deferredReads` mode and of the settings pipeline, written from the
+ * docs only (packages/session-core/README.md, docs/semantics.md "Deferred reads (opt-in)", the
+ * invariants). Oracles are server-side: a volatile SQL function `side_effect(tag)` that inserts a
+ * row into `effects` (so "ran outside the transaction" = "survives session.rollback()"), the
+ * backend's `pg_stat_activity.state` and row locks seen from a separate connection.
+ */
+import pg from 'pg';
+import { DataTypes, fn, literal, Op, Sequelize, Transaction, where, col, cast, type Model, type ModelStatic } from 'sequelize';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CommitError, ConfigError, createEngine, PoolTimeoutError, SessionClosedError, sessionmaker, TransactionAbortedError, type Engine, type Session, type SessionOptions } from '../src/index.js';
+import { defineModels, type Models } from './models.js';
+import { useDatabase } from './support.js';
+
+const APP = 'hostile-deferred';
+const DEFERRED = { deferredReads: true, isolationLevel: 'READ COMMITTED' } as const;
+const h = useDatabase({ engine: { pool: { max: 1, acquireTimeoutMs: 1500 }, applicationName: APP }, session: DEFERRED as never });
+let m: Models;
+let authorId: number;
+const lockers: pg.Client[] = [];
+
+const effects = async (tag: string): Promise<number> => {
+  const { rows } = await h.observer.query('SELECT count(*)::int AS n FROM effects WHERE tag = $1', [tag]);
+  return rows[0].n;
+};
+/** State of the harness engine's one backend ('idle', 'idle in transaction', 'active'), seen from outside. */
+const backend = async (app = APP): Promise<{ pid: number; state: string } | undefined> => {
+  const { rows } = await h.observer.query('SELECT pid, state FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database() AND pid <> pg_backend_pid()', [app]);
+  return rows[0];
+};
+const locker = async (): Promise<pg.Client> => {
+  const c = new pg.Client({ connectionString: h.db.url });
+  await c.connect();
+  lockers.push(c);
+  return c;
+};
+/** Is row `id` of Books locked by someone else? (FOR UPDATE NOWAIT from a separate connection) */
+const rowLocked = async (id: number): Promise<boolean> => {
+  const c = await locker();
+  await c.query('BEGIN');
+  try {
+    await c.query('SELECT 1 FROM "Books" WHERE id = $1 FOR UPDATE NOWAIT', [id]);
+    return false;
+  } catch (e) {
+    if ((e as { code?: string }).code === '55P03') return true;
+    throw e;
+  } finally {
+    await c.query('ROLLBACK').catch(() => {});
+  }
+};
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+beforeAll(async () => {
+  m = await defineModels(h.engine);
+  await h.observer.query(`
+    DROP TABLE IF EXISTS effects;
+    CREATE TABLE effects (id serial PRIMARY KEY, tag text NOT NULL);
+    CREATE OR REPLACE FUNCTION side_effect(t text) RETURNS int LANGUAGE sql VOLATILE AS $$ INSERT INTO effects(tag) VALUES (t) RETURNING 1 $$;
+    CREATE OR REPLACE FUNCTION side_effect_text(t text) RETURNS text LANGUAGE sql VOLATILE AS $$ INSERT INTO effects(tag) VALUES (t) RETURNING t $$;
+  `);
+  const author = await h.engine.autocommit(() => m.Author.create({ name: 'ada' }));
+  authorId = author.get('id') as number;
+  await h.engine.autocommit(() => m.Book.bulkCreate([1, 2, 3].map((i) => ({ title: `b${i}`, copies: i, AuthorId: authorId }))));
+});
+
+const opened: Session[] = [];
+/** A session of the harness factory, closed after the test whatever happened. */
+const open = (overrides?: SessionOptions): Session => {
+  const s = h.SessionLocal(overrides);
+  opened.push(s);
+  return s;
+};
+afterEach(async () => {
+  for (const s of opened.splice(0)) await s.close().catch(() => {});
+  for (const c of lockers.splice(0)) await c.end().catch(() => {});
+});
+
+/** Runs `fn` as the first statement(s) of a deferred session, then rolls the session back. */
+const inRolledBackSession = async (fn: () => Promise<unknown>, overrides: Record<string, unknown> = {}) => {
+  const s = open(overrides as SessionOptions);
+  try {
+    return await s.run(fn);
+  } finally {
+    await s.rollback().catch(() => {});
+    await s.close();
+  }
+};
+
+describe('pure-read classification: an impure finder never runs before BEGIN (its side effect is rolled back with the session)', () => {
+  const cases: Array<[string, (tag: string) => Promise<unknown>]> = [
+    ['attributes.include literal', (t) => m.Book.findAll({ attributes: { include: [[literal(`side_effect('${t}')`), 'fx']] } })],
+    ['attributes.include fn', (t) => m.Book.findAll({ attributes: { include: [[fn('side_effect', t), 'fx']] } })],
+    ['attributes: [fn] on findOne', (t) => m.Book.findOne({ attributes: ['id', [fn('side_effect', t), 'fx']] })],
+    ['where: sequelize.where(fn(...), 1)', (t) => m.Book.findAll({ where: where(fn('side_effect', t), 1) })],
+    ['where: { x: sequelize.where(...) } nested under Op.and', (t) => m.Book.findAll({ where: { [Op.and]: [{ copies: 1 }, where(fn('side_effect', t), 1)] } })],
+    ['where value fn()', (t) => m.Book.findAll({ where: { title: fn('side_effect_text', t) } })],
+    ['attributes cast(literal)', (t) => m.Book.findAll({ attributes: ['id', [cast(literal(`side_effect('${t}')`), 'text'), 'fx']] })],
+    ['where Op.in literal subquery', (t) => m.Book.findAll({ where: { id: { [Op.in]: literal(`(SELECT side_effect('${t}'))`) } } })],
+    ['where Op.and [literal]', (t) => m.Book.findAll({ where: { [Op.and]: [literal(`side_effect('${t}') = 1`)] } })],
+    ['where Op.or deep literal', (t) => m.Book.findAll({ where: { [Op.or]: [{ copies: { [Op.gt]: 100 } }, { [Op.and]: [{ title: { [Op.ne]: null } }, literal(`side_effect('${t}') = 1`)] }] } })],
+    ['where Op.gt with fn value', (t) => m.Book.findAll({ where: { copies: { [Op.gt]: fn('side_effect', t) } } })],
+    ['order: literal', (t) => m.Book.findAll({ order: literal(`side_effect('${t}')`) })],
+    ['order: [[fn, ASC]]', (t) => m.Book.findAll({ order: [[fn('side_effect', t), 'ASC']] })],
+    ['order: [literal]', (t) => m.Book.findAll({ order: [literal(`side_effect('${t}')`)] })],
+    ['group with fn', (t) => m.Book.findAll({ attributes: ['title'], group: ['title', fn('side_effect', t)] as never, raw: true })],
+    ['having with where(fn)', (t) => m.Book.findAll({ attributes: ['title'], group: ['title'], having: where(fn('side_effect', t), 1), raw: true })],
+    ['include.where literal', (t) => m.Author.findAll({ include: [{ model: m.Book, where: literal(`side_effect('${t}') = 1`) }] })],
+    ['include required:false + where literal', (t) => m.Author.findAll({ include: [{ model: m.Book, required: false, where: { [Op.and]: [literal(`side_effect('${t}') = 1`)] } }] })],
+    ['include.on with literal', (t) => m.Author.findAll({ include: [{ model: m.Book, on: { [Op.and]: [{ AuthorId: { [Op.col]: 'Author.id' } }, literal(`side_effect('${t}') = 1`)] } }] })],
+    ['include.attributes literal', (t) => m.Author.findAll({ include: [{ model: m.Book, attributes: ['id', [literal(`side_effect('${t}')`), 'fx']] }] })],
+    ['separate include with literal attribute', (t) => m.Author.findAll({ include: [{ model: m.Book, separate: true, attributes: ['id', 'AuthorId', [literal(`side_effect('${t}')`), 'fx']] }] })],
+    ['separate include with where(fn)', (t) => m.Author.findAll({ include: [{ model: m.Book, separate: true, where: where(fn('side_effect', t), 1) }] })],
+    ['findAndCountAll with literal where', (t) => m.Book.findAndCountAll({ where: literal(`side_effect('${t}') = 1`) })],
+    ['findByPk with attributes literal', (t) => m.Book.findByPk(1, { attributes: ['id', [literal(`side_effect('${t}')`), 'fx']] })],
+  ];
+  it.each(cases)('%s', async (_name, run) => {
+    const tag = `p-${_name}`;
+    await inRolledBackSession(() => run(tag));
+    expect(await effects(tag), 'the side effect survived session.rollback(): the statement ran before BEGIN').toBe(0);
+  });
+
+  it('a scope with a literal attribute (Model.scope(name))', async () => {
+    m.Book.addScope('fx', { attributes: { include: [[literal(`side_effect('scope')`), 'fx']] } }, { override: true });
+    await inRolledBackSession(() => m.Book.scope('fx').findAll());
+    expect(await effects('scope')).toBe(0);
+  });
+
+  it('a defaultScope with a literal where', async () => {
+    const Scoped = h.engine.sequelize.define('ScopedBook', { title: DataTypes.STRING }, { tableName: 'Books', timestamps: false, defaultScope: { where: literal(`side_effect('dscope') = 1`) } });
+    await inRolledBackSession(() => Scoped.findAll());
+    expect(await effects('dscope')).toBe(0);
+  });
+
+  it('a paranoid model with a literal in where', async () => {
+    await h.observer.query('ALTER TABLE "Books" ADD COLUMN IF NOT EXISTS "deletedAt" timestamptz');
+    const Para = h.engine.sequelize.define('ParaBook', { title: DataTypes.STRING }, { tableName: 'Books', timestamps: true, createdAt: false, updatedAt: false, paranoid: true });
+    await inRolledBackSession(() => Para.findAll({ where: literal(`side_effect('paranoid') = 1`) }));
+    expect(await effects('paranoid')).toBe(0);
+  });
+
+  it.each(['beforeFind', 'beforeFindAfterExpandIncludeAll', 'beforeFindAfterOptions'] as const)('a %s hook that adds a literal attribute', async (hook) => {
+    const Hooked = h.engine.sequelize.define(`Hooked_${hook}`, { title: DataTypes.STRING }, { tableName: 'Books', timestamps: false });
+    Hooked.addHook(hook, (options: any) => {
+      options.attributes = ['id', [literal(`side_effect('${hook}')`), 'fx']];
+    });
+    await inRolledBackSession(() => Hooked.findAll());
+    expect(await effects(hook)).toBe(0);
+  });
+
+  it('a beforeFind hook that adds a literal where (to a where of values)', async () => {
+    const Hooked = h.engine.sequelize.define('HookedWhere', { title: DataTypes.STRING }, { tableName: 'Books', timestamps: false });
+    Hooked.addHook('beforeFind', (options: any) => {
+      options.where = { [Op.and]: [options.where ?? {}, literal(`side_effect('hookwhere') = 1`)] };
+    });
+    await inRolledBackSession(() => Hooked.findAll({ where: { title: 'b1' } }));
+    expect(await effects('hookwhere')).toBe(0);
+  });
+
+  it('a beforeFind hook that runs a raw query (raw always begins)', async () => {
+    const Hooked = h.engine.sequelize.define('HookedRaw', { title: DataTypes.STRING }, { tableName: 'Books', timestamps: false });
+    Hooked.addHook('beforeFind', async () => {
+      await h.engine.sequelize.query(`SELECT side_effect('hookraw')`);
+    });
+    await inRolledBackSession(() => Hooked.findAll());
+    expect(await effects('hookraw')).toBe(0);
+  });
+
+  it('a reused options object: second use with a literal added after the first call', async () => {
+    const options: any = { where: { copies: 1 } };
+    await inRolledBackSession(async () => {
+      await m.Book.findAll(options);
+      options.attributes = ['id', [literal(`side_effect('reused')`), 'fx']];
+      await m.Book.findAll(options);
+    });
+    expect(await effects('reused')).toBe(0);
+  });
+
+  it('a readOnly deferred session: a literal calling a writing function fails (READ ONLY) instead of writing', async () => {
+    const s = open({ readOnly: true });
+    const r = await s.run(() => m.Book.findAll({ attributes: ['id', [literal(`side_effect('ro')`), 'fx']] })).then(
+      () => 'ok',
+      (e: Error) => e.message,
+    );
+    await s.rollback().catch(() => {});
+    await s.close();
+    expect(await effects('ro')).toBe(0);
+    expect(r).toMatch(/read-only/);
+  });
+});
+
+describe('pure-read classification: option paths that are plain strings but reach the SQL raw', () => {
+  it('`searchPath` (a plain string finder option, written into the SQL by Sequelize) is not taken for a pure read: held', async () => {
+    await inRolledBackSession(() => m.Book.findAll({ searchPath: `public; SELECT side_effect('searchpath')` } as never));
+    expect(await effects('searchpath'), 'side effect of a finder with only string options survived rollback').toBe(0);
+  });
+
+  it.fails("attributeBehavior 'unsafe-legacy' (a Sequelize option the engine passes through): an attribute string with parentheses is raw SQL and runs before BEGIN", async () => {
+    const engine = createEngine(h.db.url, { pool: { max: 1 }, sequelize: { attributeBehavior: 'unsafe-legacy' } as never });
+    h.engines.push(engine);
+    const Legacy = engine.sequelize.define('Book', { title: DataTypes.STRING }, { tableName: 'Books', timestamps: false });
+    const SessionLocal = sessionmaker(engine, DEFERRED);
+    const s = SessionLocal();
+    await s.run(() => Legacy.findAll({ attributes: ['id', [`side_effect('legacy')`, 'fx']] }));
+    await s.rollback();
+    await s.close();
+    expect(await effects('legacy'), "side effect of attributes: [[\"side_effect('legacy')\", 'fx']] survived rollback").toBe(0);
+  });
+});
+
+describe('locks: a locking read never runs in autocommit (its row lock lasts until the end of the session)', () => {
+  const cases: Array<[string, (t: Transaction | undefined) => object]> = [
+    ['lock: true', () => ({ lock: true })],
+    ['lock: t.LOCK.UPDATE', () => ({ lock: Transaction.LOCK.UPDATE })],
+    ['lock: t.LOCK.NO_KEY_UPDATE', () => ({ lock: Transaction.LOCK.NO_KEY_UPDATE })],
+    ['lock: { level: UPDATE, of: Book }', () => ({ lock: { level: Transaction.LOCK.UPDATE, of: m.Book } })],
+    ['lock: UPDATE + skipLocked', () => ({ lock: Transaction.LOCK.UPDATE, skipLocked: true })],
+    ['lock: SHARE', () => ({ lock: Transaction.LOCK.SHARE })],
+  ];
+  it.each(cases)('%s on findOne', async (_n, opts) => {
+    const s = open();
+    try {
+      await s.run(() => m.Book.findOne({ where: { id: 1 }, ...opts(undefined) }));
+      expect(await rowLocked(1), 'row 1 not locked after a locking read').toBe(true);
+      expect((await backend())?.state).toBe('idle in transaction');
+      expect(s.inTransaction).toBe(true);
+    } finally {
+      await s.close();
+    }
+  });
+  it('lock on findAll with an include', async () => {
+    const s = open();
+    try {
+      await s.run(() => m.Book.findAll({ where: { id: 1 }, include: [{ model: m.Author }], lock: { level: Transaction.LOCK.UPDATE, of: m.Book } }));
+      expect(await rowLocked(1)).toBe(true);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('pure reads: outside the transaction, on the session connection, counted as in the default mode', () => {
+  it('leading pure reads send no BEGIN; inTransaction false, state idle; pool.inUse and sessions.open as with a transaction', async () => {
+    const s = open();
+    const before = h.engine.stats();
+    await s.run(async () => {
+      await m.Book.findAll({ where: { copies: { [Op.gte]: 1 }, title: { [Op.like]: 'b%' } }, order: [['id', 'DESC']], include: [{ model: m.Author, where: { name: 'ada' } }] });
+      await m.Book.findByPk(1);
+      await m.Book.findOne({ where: { AuthorId: { [Op.col]: 'Book.AuthorId' } } });
+    });
+    const b1 = await backend();
+    expect(b1?.state).toBe('idle');
+    expect(s.inTransaction).toBe(false);
+    expect(s.state).toBe('idle');
+    expect(h.engine.stats().pool.inUse).toBe(1);
+    expect(h.engine.stats().sessions.open).toBe(before.sessions.open + 1);
+    await s.run(() => m.Book.create({ title: 'tmp-x', AuthorId: authorId }));
+    expect((await backend())?.state).toBe('idle in transaction');
+    expect(s.inTransaction).toBe(true);
+    expect(s.state).toBe('active');
+    await s.rollback();
+    await s.close();
+    expect(await m.Book.count({ where: { title: 'tmp-x' } })).toBe(0);
+    const after = h.engine.stats();
+    expect(after.sessions.open).toBe(before.sessions.open);
+  });
+
+  it('a session that only read counts as committed and emits begin/commit/close once each', async () => {
+    const events: string[] = [];
+    const listeners = ['begin', 'commit', 'rollback', 'close'].map((e) => {
+      const l = () => events.push(e);
+      h.SessionLocal.on(e as never, l as never);
+      return [e, l] as const;
+    });
+    const before = h.engine.stats().sessions;
+    try {
+      await h.SessionLocal.begin(async () => {
+        await m.Book.findAll();
+        await m.Book.findAll({ where: { id: [1, 2] } });
+      });
+    } finally {
+      for (const [e, l] of listeners) h.SessionLocal.off(e as never, l as never);
+    }
+    const after = h.engine.stats().sessions;
+    expect(after.opened - before.opened).toBe(1);
+    expect(after.committed - before.committed).toBe(1);
+    expect(after.rolledBack - before.rolledBack).toBe(0);
+    expect(events).toEqual(['begin', 'commit', 'close']);
+  });
+
+  it('aggregates (count) begin the transaction', async () => {
+    const s = open();
+    await s.run(() => m.Book.count());
+    expect((await backend())?.state).toBe('idle in transaction');
+    await s.close();
+  });
+
+  it('findOrCreate begins the transaction', async () => {
+    const s = open();
+    await s.run(() => m.Author.findOrCreate({ where: { name: 'ada' } }));
+    expect((await backend())?.state).toBe('idle in transaction');
+    await s.close();
+  });
+
+  it('reload() of an instance is a pure read', async () => {
+    const s = open();
+    await s.run(async () => {
+      const b = await m.Book.findByPk(1);
+      await b!.reload();
+    });
+    expect((await backend())?.state).toBe('idle');
+    await s.close();
+  });
+});
