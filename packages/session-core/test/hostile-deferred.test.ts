@@ -538,3 +538,172 @@ describe('savepoints and commits inside a deferred session', () => {
     console.log(`[doc] after session.begin() + read: backend ${state}, inTransaction ${s.inTransaction}`);
   });
 });
+
+describe('rule 7 with deferred reads: a leading read the server refuses fails the session until rollback', () => {
+  it('the server refuses a pure read (invalid integer): later statements throw TransactionAbortedError naming it, commit throws CommitError, rollback recovers', async () => {
+    const s = open();
+    const first = await s.run(() => m.Book.findAll({ where: { id: 'not-a-number' } })).catch((e: Error) => e);
+    expect(first).toBeInstanceOf(Error);
+    console.log(`[doc] after a refused leading read: state=${s.state} inTransaction=${s.inTransaction} backend=${(await backend())?.state}`);
+    const second = await s.run(() => m.Book.findAll()).catch((e: Error) => e);
+    expect(second).toBeInstanceOf(TransactionAbortedError);
+    expect((second as TransactionAbortedError).cause).toBe(first);
+    const third = await s.run(() => m.Book.create({ title: 'after-refused' })).catch((e: Error) => e);
+    expect(third).toBeInstanceOf(TransactionAbortedError);
+    const commit = await s.commit().catch((e: Error) => e);
+    expect(commit).toBeInstanceOf(CommitError);
+    await s.run(() => m.Book.findAll());
+    await s.rollback();
+    expect((await h.observer.query(`SELECT 1 FROM "Books" WHERE title = 'after-refused'`)).rowCount).toBe(0);
+  });
+
+  it('the session state after a refused leading read is "failed" (as it would be inside a transaction)', async () => {
+    const s = open();
+    await s.run(() => m.Book.findAll({ where: { id: 'nope' } })).catch(() => {});
+    expect(s.state).toBe('failed');
+  });
+
+  it.fails('docs: "`inTransaction` is false and `state` is `idle` until BEGIN is sent" -- after a refused leading read inTransaction is true although no BEGIN was sent (backend idle)', async () => {
+    const s = open();
+    await s.run(() => m.Book.findAll({ where: { id: 'nope' } })).catch(() => {});
+    expect((await backend())?.state, 'no transaction is open on the server').toBe('idle');
+    expect(s.inTransaction).toBe(false);
+  });
+
+  it('the refused leading read as the second read (after a successful one) also fails the session', async () => {
+    const s = open();
+    await s.run(() => m.Book.findAll());
+    await s.run(() => m.Book.findAll({ limit: 'abc' as never })).catch(() => {});
+    await expect(s.run(() => m.Book.findAll())).rejects.toBeInstanceOf(TransactionAbortedError);
+    await s.rollback();
+  });
+
+  it('SessionLocal.begin(fn) whose fn swallows a refused read: begin rejects with CommitError and counts a rollback, never a commit', async () => {
+    const before = h.engine.stats().sessions;
+    const r = await h.SessionLocal.begin(async () => {
+      await m.Book.findAll({ where: { id: 'nope' } }).catch(() => {});
+      return 'handler ok';
+    }).catch((e: Error) => e);
+    expect(r).toBeInstanceOf(CommitError);
+    const after = h.engine.stats().sessions;
+    expect([after.committed - before.committed, after.rolledBack - before.rolledBack]).toEqual([0, 1]);
+  });
+
+  it('rejectOnEmpty (EmptyResultError raised client-side) leaves the deferred session usable and committable', async () => {
+    const s = open();
+    await expect(s.run(() => m.Book.findOne({ where: { id: -1 }, rejectOnEmpty: true }))).rejects.toThrow();
+    await s.run(() => m.Book.findAll());
+    await s.run(() => m.Book.create({ title: 'roe' }));
+    await s.commit();
+    expect((await h.observer.query(`DELETE FROM "Books" WHERE title = 'roe'`)).rowCount).toBe(1);
+  });
+
+  it('an error raised before sending (missing replacement in a literal) leaves the session usable', async () => {
+    const s = open();
+    await expect(s.run(() => m.Book.findAll({ where: literal('id = :missing') }))).rejects.toThrow();
+    await s.run(() => m.Book.findAll());
+    await s.commit();
+  });
+
+  it('a statement timeout on a deferred read (table locked elsewhere) fails the session; the connection comes back clean', async () => {
+    const engine = createEngine(h.db.url, { pool: { max: 1 }, statementTimeoutMs: 300, applicationName: 'hd-timeout' });
+    h.engines.push(engine);
+    const Book = engine.sequelize.define('Book', { title: DataTypes.STRING }, { tableName: 'Books', timestamps: false });
+    const SessionLocal = sessionmaker(engine, DEFERRED);
+    const c = await locker();
+    await c.query('BEGIN; LOCK TABLE "Books" IN ACCESS EXCLUSIVE MODE');
+    const s = SessionLocal();
+    opened.push(s);
+    const e = await s.run(() => Book.findAll()).catch((x: Error) => x);
+    await c.query('ROLLBACK');
+    expect(String((e as { parent?: { code?: string } }).parent?.code ?? e)).toBe('57014');
+    await expect(s.run(() => Book.findAll())).rejects.toBeInstanceOf(TransactionAbortedError);
+    await s.rollback();
+    expect((await s.run(() => Book.findAll())).length).toBeGreaterThan(0);
+    await s.close();
+    expect(engine.stats().pool.inUse).toBe(0);
+  });
+});
+
+describe('broken connections, pool, close() with deferred reads', () => {
+  it('pg_terminate_backend between two deferred reads: the second read silently runs on a fresh connection (documents: the session uses two backends, no error)', async () => {
+    const s = open();
+    await s.run(() => m.Book.findAll());
+    const b = await backend();
+    await h.observer.query('SELECT pg_terminate_backend($1)', [b!.pid]);
+    await sleep(100);
+    const r = await s.run(() => m.Book.findAll()).then(
+      (rows) => `resolved ${rows.length}`,
+      (e: Error) => `${e.constructor.name}: ${e.message}`,
+    );
+    const b2 = await backend();
+    console.log(`[doc] second deferred read after its connection was killed: ${r}; state=${s.state}; pid ${b!.pid} -> ${b2?.pid}`);
+    expect(r).toMatch(/^resolved/);
+    expect(b2!.pid).not.toBe(b!.pid);
+    await s.close();
+    expect(h.engine.stats().pool.inUse).toBe(0);
+  });
+
+  it('pg_terminate_backend between a deferred read and the first write: the write (carrying BEGIN) does not run on a second connection silently after the reads', async () => {
+    const s = open();
+    await s.run(() => m.Book.findAll());
+    const b = await backend();
+    await h.observer.query('SELECT pg_terminate_backend($1)', [b!.pid]);
+    await sleep(100);
+    const r = await s.run(() => m.Book.create({ title: 'after-kill' })).then(
+      () => 'resolved',
+      (e: Error) => `${e.constructor.name}: ${e.message}`,
+    );
+    console.log(`[doc] first write after the deferred reads' connection was killed: ${r}; state=${s.state}`);
+    await s.rollback().catch(() => {});
+    await s.close();
+    expect((await h.observer.query(`DELETE FROM "Books" WHERE title = 'after-kill'`)).rowCount).toBe(0);
+  });
+
+  it('a connection killed while a deferred read waits (table locked elsewhere): the read rejects, the pool recovers', async () => {
+    const c = await locker();
+    await c.query('BEGIN; LOCK TABLE "Books" IN ACCESS EXCLUSIVE MODE');
+    const s = open();
+    const pending = s.run(() => m.Book.findAll()).catch((e: Error) => e);
+    await sleep(200);
+    const b = await backend();
+    await h.observer.query('SELECT pg_terminate_backend($1)', [b!.pid]);
+    const e = await pending;
+    await c.query('ROLLBACK');
+    expect(e).toBeInstanceOf(Error);
+    await s.close();
+    expect(h.engine.stats().pool.inUse).toBe(0);
+    await h.SessionLocal.begin(() => m.Book.findAll());
+  });
+
+  it('the pool is exhausted by a session that only read: a second session gets PoolTimeoutError (the reads hold the connection)', async () => {
+    const a = open();
+    await a.run(() => m.Book.findAll());
+    const b = open();
+    const t0 = Date.now();
+    await expect(b.run(() => m.Book.findAll())).rejects.toBeInstanceOf(PoolTimeoutError);
+    expect(Date.now() - t0).toBeLessThan(4000);
+    await a.commit();
+    await b.run(() => m.Book.findAll());
+  });
+
+  it('close() while a deferred read is in flight: close resolves, the read settles, later use throws SessionClosedError, connection back', async () => {
+    const c = await locker();
+    await c.query('BEGIN; LOCK TABLE "Books" IN ACCESS EXCLUSIVE MODE');
+    const s = open();
+    const pending = s.run(() => m.Book.findAll()).then(
+      () => 'resolved',
+      (e: Error) => e.constructor.name,
+    );
+    await sleep(150);
+    const closing = s.close();
+    await sleep(100);
+    await c.query('ROLLBACK');
+    await closing;
+    console.log(`[doc] a deferred read in flight during close(): ${await pending}`);
+    expect(await pending).toBe('resolved');
+    await expect((async () => s.run(() => m.Book.findAll()))()).rejects.toBeInstanceOf(SessionClosedError);
+    expect(h.engine.stats().pool.inUse).toBe(0);
+    expect(s.state).toBe('closed');
+  });
+});
