@@ -707,3 +707,83 @@ describe('broken connections, pool, close() with deferred reads', () => {
     expect(s.state).toBe('closed');
   });
 });
+
+describe('config: deferredReads only with an explicit READ COMMITTED and never with settings (ConfigError naming deferredReads)', () => {
+  const configError = (f: () => unknown): ConfigError | string => {
+    try {
+      const r = f();
+      return `no error (${typeof r})`;
+    } catch (e) {
+      return e instanceof ConfigError ? e : `${(e as Error).constructor.name}: ${(e as Error).message}`;
+    }
+  };
+  const expectDeferredConfigError = (f: () => unknown) => {
+    const e = configError(f);
+    expect(e).toBeInstanceOf(ConfigError);
+    expect((e as ConfigError).field).toMatch(/deferredReads/);
+  };
+
+  it.each([
+    ['no isolationLevel', { deferredReads: true }],
+    ['REPEATABLE READ', { deferredReads: true, isolationLevel: 'REPEATABLE READ' }],
+    ['SERIALIZABLE', { deferredReads: true, isolationLevel: 'SERIALIZABLE' }],
+    ['READ UNCOMMITTED', { deferredReads: true, isolationLevel: 'READ UNCOMMITTED' }],
+    ['settings at the factory', { ...DEFERRED, settings: { 'app.tenant_id': '1' } }],
+  ])('sessionmaker: %s', (_n, options) => {
+    expectDeferredConfigError(() => sessionmaker(h.engine, options as never));
+  });
+
+  it('per session: SessionLocal({ settings }) on a deferred factory', () => {
+    expectDeferredConfigError(() => h.SessionLocal({ settings: { 'app.tenant_id': '1' } }));
+  });
+  it('per session: SessionLocal({ isolationLevel: SERIALIZABLE }) on a deferred factory', () => {
+    expectDeferredConfigError(() => h.SessionLocal({ isolationLevel: 'SERIALIZABLE' } as never));
+  });
+  it('per session: SessionLocal({ deferredReads: true }) on a factory with settings', () => {
+    const Tenanted = sessionmaker(h.engine, { isolationLevel: 'READ COMMITTED', settings: { 'app.tenant_id': '1' } } as never);
+    expectDeferredConfigError(() => Tenanted({ deferredReads: true } as never));
+  });
+  it('per session: SessionLocal({ deferredReads: true }) on a factory with REPEATABLE READ', () => {
+    const RR = sessionmaker(h.engine, { isolationLevel: 'REPEATABLE READ' } as never);
+    expectDeferredConfigError(() => RR({ deferredReads: true } as never));
+  });
+  it('SessionLocal.begin(fn, { isolationLevel: SERIALIZABLE }) on a deferred factory rejects with the ConfigError, nothing runs', async () => {
+    let ran = false;
+    const e = await h.SessionLocal.begin(
+      async () => {
+        ran = true;
+      },
+      { isolationLevel: 'SERIALIZABLE' } as never,
+    ).catch((x: Error) => x);
+    expect(e).toBeInstanceOf(ConfigError);
+    expect((e as ConfigError).field).toMatch(/deferredReads/);
+    expect(ran).toBe(false);
+  });
+  it('SessionLocal.begin(fn, { settings }) on a deferred factory rejects with the ConfigError', async () => {
+    const e = await h.SessionLocal.begin(async () => {}, { settings: { 'app.t': '1' } } as never).catch((x: Error) => x);
+    expect(e).toBeInstanceOf(ConfigError);
+  });
+  it('the way out: SessionLocal({ settings, deferredReads: false }) works and its first read sees the settings', async () => {
+    const s = open({ settings: { 'app.tenant_id': '7' }, deferredReads: false } as never);
+    const [rows] = (await s.run(() => h.engine.sequelize.query(`SELECT current_setting('app.tenant_id') AS t`))) as [Array<{ t: string }>, unknown];
+    expect(rows[0]!.t).toBe('7');
+  });
+
+  it.each([['read committed'], ['READ_COMMITTED'], ['Read Committed'], [Transaction.ISOLATION_LEVELS.READ_COMMITTED]])('isolation level spelling %j (documents: accepted with deferredReads, or ConfigError)', (level) => {
+    const r = configError(() => sessionmaker(h.engine, { deferredReads: true, isolationLevel: level } as never));
+    console.log(`[doc] deferredReads with isolationLevel ${JSON.stringify(level)}: ${r instanceof ConfigError ? `ConfigError field=${r.field}` : r}`);
+    if (r instanceof ConfigError) expect(r.field).toMatch(/deferredReads|isolationLevel/);
+  });
+
+  it.each([['true'], ['false'], [1], [0], [null], ['yes'], [{}]])('non-boolean deferredReads %j: a ConfigError naming the field', (value) => {
+    const r = configError(() => sessionmaker(h.engine, { deferredReads: value, isolationLevel: 'READ COMMITTED' } as never));
+    console.log(`[doc] deferredReads: ${JSON.stringify(value)} -> ${r instanceof ConfigError ? `ConfigError field=${r.field}: ${r.message}` : r}`);
+    expect(r).toBeInstanceOf(ConfigError);
+    expect((r as ConfigError).field).toMatch(/deferredReads/);
+  });
+
+  it('factory settings {} (empty) with deferredReads (documents)', () => {
+    const r = configError(() => sessionmaker(h.engine, { ...DEFERRED, settings: {} } as never));
+    console.log(`[doc] deferredReads with settings {}: ${r instanceof ConfigError ? `ConfigError field=${r.field}` : r}`);
+  });
+});
