@@ -979,3 +979,49 @@ describe('settings in one pipeline (default mode): never a statement without its
     expect(echoed.join('\n')).not.toContain(secret);
   });
 });
+
+describe('events, leak and now() with deferred reads', () => {
+  it('a refused leading read then rollback(): one rollback event, rolledBack counted, no commit', async () => {
+    const events: string[] = [];
+    const on = (e: string) => () => events.push(e);
+    const ls = ['begin', 'commit', 'rollback'].map((e) => [e, on(e)] as const);
+    for (const [e, l] of ls) h.SessionLocal.on(e as never, l as never);
+    const before = h.engine.stats().sessions;
+    try {
+      const s = open();
+      await s.run(() => m.Book.findAll({ where: { id: 'nope' } })).catch(() => {});
+      await s.rollback();
+      await s.close();
+    } finally {
+      for (const [e, l] of ls) h.SessionLocal.off(e as never, l as never);
+    }
+    const after = h.engine.stats().sessions;
+    expect(events).toEqual(['begin', 'rollback']);
+    expect([after.committed - before.committed, after.rolledBack - before.rolledBack]).toEqual([0, 1]);
+  });
+
+  it('leak fires for a session that only holds its connection through deferred reads', async () => {
+    const SessionLocal = sessionmaker(h.engine, { ...DEFERRED, leakWarningMs: 100 });
+    let leaked = 0;
+    const l = () => {
+      leaked++;
+    };
+    SessionLocal.on('leak', l as never);
+    const s = SessionLocal();
+    opened.push(s);
+    await s.run(() => m.Book.findAll());
+    await sleep(300);
+    await s.close();
+    SessionLocal.off('leak', l as never);
+    expect(leaked).toBe(1);
+  });
+
+  it('now() after the reads is the time of BEGIN (the first impure statement), not of the first read', async () => {
+    const s = open();
+    const t0 = Date.now();
+    await s.run(() => m.Book.findAll());
+    await sleep(300);
+    const [rows] = (await s.run(() => h.engine.sequelize.query('SELECT now() AS n'))) as [Array<{ n: Date }>, unknown];
+    expect(new Date(rows[0]!.n).getTime()).toBeGreaterThanOrEqual(t0 + 250);
+  });
+});
