@@ -4,7 +4,6 @@
  */
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import pg from 'pg';
 import { DataTypes } from 'sequelize';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { createEngine, sessionmaker, type Engine } from '@sessionlocal/session-core';
@@ -13,7 +12,14 @@ import { sessionLocal } from '../src/index.js';
 
 let db: TestDatabase;
 let engine: Engine;
-let observer: pg.Client;
+let watcher: Engine;
+/** Autocommit queries from a separate engine (observing). */
+const observer = {
+  query: async (sql: string) => {
+    const [rows] = (await watcher.sequelize.query(sql)) as [Array<Record<string, unknown>>, unknown];
+    return { rows, rowCount: rows.length };
+  },
+};
 let server: ReturnType<express.Express['listen']>;
 let base: string;
 const DEFERRED = { deferredReads: true, isolationLevel: 'READ COMMITTED' } as const;
@@ -21,8 +27,7 @@ const DEFERRED = { deferredReads: true, isolationLevel: 'READ COMMITTED' } as co
 beforeAll(async () => {
   db = await createTestDatabase();
   engine = createEngine(db.url, { pool: { max: 1, acquireTimeoutMs: 2000 } });
-  observer = new pg.Client({ connectionString: db.url });
-  await observer.connect();
+  watcher = createEngine(db.url, { pool: { max: 1 } });
   await observer.query(`CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL); INSERT INTO items(name) VALUES ('a'), ('b')`);
   const Item = engine.sequelize.define('Item', { name: DataTypes.STRING }, { tableName: 'items', timestamps: false });
   const app = express();
@@ -65,13 +70,13 @@ afterEach(async () => {
   await new Promise((r) => setTimeout(r, 50));
   expect(engine.stats().pool.inUse, 'connection back after the request').toBe(0);
   const { rows } = await observer.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'`);
-  expect(rows[0].n).toBe(0);
+  expect(rows[0]!.n).toBe(0);
 });
 
 afterAll(async () => {
   await new Promise<void>((r) => server?.close(() => r()));
   await engine?.dispose();
-  await observer?.end();
+  await watcher?.dispose();
   await db?.drop();
 });
 

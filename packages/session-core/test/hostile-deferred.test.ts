@@ -6,7 +6,7 @@
  * backend's `pg_stat_activity.state` and row locks seen from a separate connection.
  */
 import pg from 'pg';
-import { DataTypes, fn, literal, Op, Sequelize, Transaction, where, col, cast, type Model, type ModelStatic } from 'sequelize';
+import { DataTypes, fn, literal, Op, Sequelize, Transaction, where, cast, type Model, type ModelStatic } from 'sequelize';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CommitError, ConfigError, createEngine, PoolTimeoutError, SessionClosedError, sessionmaker, TransactionAbortedError, type Engine, type Session, type SessionOptions } from '../src/index.js';
 import { defineModels, type Models } from './models.js';
@@ -140,7 +140,7 @@ describe('pure-read classification: an impure finder never runs before BEGIN (it
 
   it.each(['beforeFind', 'beforeFindAfterExpandIncludeAll', 'beforeFindAfterOptions'] as const)('a %s hook that adds a literal attribute', async (hook) => {
     const Hooked = h.engine.sequelize.define(`Hooked_${hook}`, { title: DataTypes.STRING }, { tableName: 'Books', timestamps: false });
-    Hooked.addHook(hook, (options: any) => {
+    Hooked.addHook(hook, (options: Record<string, unknown>) => {
       options.attributes = ['id', [literal(`side_effect('${hook}')`), 'fx']];
     });
     await inRolledBackSession(() => Hooked.findAll());
@@ -149,7 +149,7 @@ describe('pure-read classification: an impure finder never runs before BEGIN (it
 
   it('a beforeFind hook that adds a literal where (to a where of values)', async () => {
     const Hooked = h.engine.sequelize.define('HookedWhere', { title: DataTypes.STRING }, { tableName: 'Books', timestamps: false });
-    Hooked.addHook('beforeFind', (options: any) => {
+    Hooked.addHook('beforeFind', (options: Record<string, unknown>) => {
       options.where = { [Op.and]: [options.where ?? {}, literal(`side_effect('hookwhere') = 1`)] };
     });
     await inRolledBackSession(() => Hooked.findAll({ where: { title: 'b1' } }));
@@ -166,7 +166,7 @@ describe('pure-read classification: an impure finder never runs before BEGIN (it
   });
 
   it('a reused options object: second use with a literal added after the first call', async () => {
-    const options: any = { where: { copies: 1 } };
+    const options: Record<string, unknown> = { where: { copies: 1 } };
     await inRolledBackSession(async () => {
       await m.Book.findAll(options);
       options.attributes = ['id', [literal(`side_effect('reused')`), 'fx']];
@@ -177,10 +177,12 @@ describe('pure-read classification: an impure finder never runs before BEGIN (it
 
   it('a readOnly deferred session: a literal calling a writing function fails (READ ONLY) instead of writing', async () => {
     const s = open({ readOnly: true });
-    const r = await s.run(() => m.Book.findAll({ attributes: ['id', [literal(`side_effect('ro')`), 'fx']] })).then(
-      () => 'ok',
-      (e: Error) => e.message,
-    );
+    const r = await s
+      .run(() => m.Book.findAll({ attributes: ['id', [literal(`side_effect('ro')`), 'fx']] }))
+      .then(
+        () => 'ok',
+        (e: Error) => e.message,
+      );
     await s.rollback().catch(() => {});
     await s.close();
     expect(await effects('ro')).toBe(0);
@@ -329,10 +331,12 @@ describe('unsafe-legacy controls', () => {
     h.engines.push(engine);
     const Legacy = engine.sequelize.define('Book', { title: DataTypes.STRING }, { tableName: 'Books', timestamps: false });
     const s = sessionmaker(engine, { ...DEFERRED, readOnly: true })();
-    const outcome = await s.run(() => Legacy.findAll({ attributes: ['id', [`side_effect('legacy-ro')`, 'fx']] })).then(
-      () => 'resolved',
-      (e: Error) => e.message,
-    );
+    const outcome = await s
+      .run(() => Legacy.findAll({ attributes: ['id', [`side_effect('legacy-ro')`, 'fx']] }))
+      .then(
+        () => 'resolved',
+        (e: Error) => e.message,
+      );
     await s.close();
     expect(await effects('legacy-ro'), `a READ ONLY session wrote ${await effects('legacy-ro')} rows (outcome: ${outcome})`).toBe(0);
   });
@@ -632,10 +636,12 @@ describe('broken connections, pool, close() with deferred reads', () => {
     const b = await backend();
     await h.observer.query('SELECT pg_terminate_backend($1)', [b!.pid]);
     await sleep(100);
-    const r = await s.run(() => m.Book.findAll()).then(
-      (rows) => `resolved ${rows.length}`,
-      (e: Error) => `${e.constructor.name}: ${e.message}`,
-    );
+    const r = await s
+      .run(() => m.Book.findAll())
+      .then(
+        (rows) => `resolved ${rows.length}`,
+        (e: Error) => `${e.constructor.name}: ${e.message}`,
+      );
     const b2 = await backend();
     console.log(`[doc] second deferred read after its connection was killed: ${r}; state=${s.state}; pid ${b!.pid} -> ${b2?.pid}`);
     expect(r).toMatch(/^resolved/);
@@ -650,10 +656,12 @@ describe('broken connections, pool, close() with deferred reads', () => {
     const b = await backend();
     await h.observer.query('SELECT pg_terminate_backend($1)', [b!.pid]);
     await sleep(100);
-    const r = await s.run(() => m.Book.create({ title: 'after-kill' })).then(
-      () => 'resolved',
-      (e: Error) => `${e.constructor.name}: ${e.message}`,
-    );
+    const r = await s
+      .run(() => m.Book.create({ title: 'after-kill' }))
+      .then(
+        () => 'resolved',
+        (e: Error) => `${e.constructor.name}: ${e.message}`,
+      );
     console.log(`[doc] first write after the deferred reads' connection was killed: ${r}; state=${s.state}`);
     await s.rollback().catch(() => {});
     await s.close();
@@ -691,10 +699,12 @@ describe('broken connections, pool, close() with deferred reads', () => {
     const c = await locker();
     await c.query('BEGIN; LOCK TABLE "Books" IN ACCESS EXCLUSIVE MODE');
     const s = open();
-    const pending = s.run(() => m.Book.findAll()).then(
-      () => 'resolved',
-      (e: Error) => e.constructor.name,
-    );
+    const pending = s
+      .run(() => m.Book.findAll())
+      .then(
+        () => 'resolved',
+        (e: Error) => e.constructor.name,
+      );
     await sleep(150);
     const closing = s.close();
     await sleep(100);
@@ -769,11 +779,14 @@ describe('config: deferredReads only with an explicit READ COMMITTED and never w
     expect(rows[0]!.t).toBe('7');
   });
 
-  it.each([['read committed'], ['READ_COMMITTED'], ['Read Committed'], [Transaction.ISOLATION_LEVELS.READ_COMMITTED]])('isolation level spelling %j (documents: accepted with deferredReads, or ConfigError)', (level) => {
-    const r = configError(() => sessionmaker(h.engine, { deferredReads: true, isolationLevel: level } as never));
-    console.log(`[doc] deferredReads with isolationLevel ${JSON.stringify(level)}: ${r instanceof ConfigError ? `ConfigError field=${r.field}` : r}`);
-    if (r instanceof ConfigError) expect(r.field).toMatch(/deferredReads|isolationLevel/);
-  });
+  it.each([['read committed'], ['READ_COMMITTED'], ['Read Committed'], [Transaction.ISOLATION_LEVELS.READ_COMMITTED]])(
+    'isolation level spelling %j (documents: accepted with deferredReads, or ConfigError)',
+    (level) => {
+      const r = configError(() => sessionmaker(h.engine, { deferredReads: true, isolationLevel: level } as never));
+      console.log(`[doc] deferredReads with isolationLevel ${JSON.stringify(level)}: ${r instanceof ConfigError ? `ConfigError field=${r.field}` : r}`);
+      if (r instanceof ConfigError) expect(r.field).toMatch(/deferredReads|isolationLevel/);
+    },
+  );
 
   it.each([['true'], ['false'], [1], [0], [null], ['yes'], [{}]])('non-boolean deferredReads %j: a ConfigError naming the field', (value) => {
     const r = configError(() => sessionmaker(h.engine, { deferredReads: value, isolationLevel: 'READ COMMITTED' } as never));
@@ -791,7 +804,7 @@ describe('config: deferredReads only with an explicit READ COMMITTED and never w
 describe('settings in one pipeline (default mode): never a statement without its settings, never a setting for the next user', () => {
   const echoed: string[] = [];
   let engine: Engine;
-  let SBook: ModelStatic<Model<any, any>>;
+  let SBook: ModelStatic<Model>;
   const cur = (names: string[]) => `SELECT ${names.map((n, i) => `current_setting('${n}', true) AS s${i}`).join(', ')}`;
   const query = async <T = Record<string, unknown>>(sql: string, options: object = {}) => ((await engine.sequelize.query(sql, options)) as [T[], unknown])[0];
   beforeAll(() => {
@@ -833,19 +846,19 @@ describe('settings in one pipeline (default mode): never a statement without its
     } else expect(rowCount).toBe(0);
   });
 
-  it.each([['a write', () => SBook.create({ title: 'bad-timeout', copies: 0 })], ['a raw multi-statement text', () => query(`INSERT INTO "Books"(title, copies) VALUES ('bad-timeout', 0); SELECT 1`)]])(
-    'a failing setting (statement_timeout = abc) with %s as first statement: nothing runs, the connection is clean for the next user',
-    async (_n, first) => {
-      const SessionLocal = sessionmaker(engine, { settings: { statement_timeout: 'abc', 'app.tenant_id': '9' } });
-      const s = SessionLocal();
-      opened.push(s);
-      await expect(s.run(first as () => Promise<unknown>)).rejects.toThrow();
-      await s.rollback().catch(() => {});
-      await s.close();
-      expect((await h.observer.query(`DELETE FROM "Books" WHERE title = 'bad-timeout'`)).rowCount).toBe(0);
-      expect(await nextUserSees(['app.tenant_id'])).toEqual(['']);
-    },
-  );
+  it.each([
+    ['a write', () => SBook.create({ title: 'bad-timeout', copies: 0 })],
+    ['a raw multi-statement text', () => query(`INSERT INTO "Books"(title, copies) VALUES ('bad-timeout', 0); SELECT 1`)],
+  ])('a failing setting (statement_timeout = abc) with %s as first statement: nothing runs, the connection is clean for the next user', async (_n, first) => {
+    const SessionLocal = sessionmaker(engine, { settings: { statement_timeout: 'abc', 'app.tenant_id': '9' } });
+    const s = SessionLocal();
+    opened.push(s);
+    await expect(s.run(first as () => Promise<unknown>)).rejects.toThrow();
+    await s.rollback().catch(() => {});
+    await s.close();
+    expect((await h.observer.query(`DELETE FROM "Books" WHERE title = 'bad-timeout'`)).rowCount).toBe(0);
+    expect(await nextUserSees(['app.tenant_id'])).toEqual(['']);
+  });
 
   it('many settings (500) all reach the first statement', async () => {
     const settings = Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`app.s${i}`, `v${i}`]));
