@@ -6,7 +6,7 @@
  * backend's `pg_stat_activity.state` and row locks seen from a separate connection.
  */
 import pg from 'pg';
-import { DataTypes, fn, literal, Op, Sequelize, Transaction, where, cast, type Model, type ModelStatic } from 'sequelize';
+import { DataTypes, fn, literal, Op, Sequelize, Transaction, where, cast, col, type Model, type ModelStatic } from 'sequelize';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CommitError, ConfigError, createEngine, PoolTimeoutError, SessionClosedError, sessionmaker, TransactionAbortedError, type Engine, type Session, type SessionOptions } from '../src/index.js';
 import { defineModels, type Models } from './models.js';
@@ -1036,5 +1036,112 @@ describe('events, leak and now() with deferred reads', () => {
     await sleep(300);
     const [rows] = (await s.run(() => h.engine.sequelize.query('SELECT now() AS n'))) as [Array<{ n: Date }>, unknown];
     expect(new Date(rows[0]!.n).getTime()).toBeGreaterThanOrEqual(t0 + 250);
+  });
+});
+
+describe('pure-read classification, more option paths', () => {
+  const more: Array<[string, (t: string) => Promise<unknown>]> = [
+    ['where id: [1, literal] (implicit Op.in)', (t) => m.Book.findAll({ where: { id: [1, literal(`side_effect('${t}')`)] } as never })],
+    ['where Op.between [1, literal]', (t) => m.Book.findAll({ where: { id: { [Op.between]: [0, literal(`side_effect('${t}') + 10`)] } } as never })],
+    ['where Op.like Op.any literal', (t) => m.Book.findAll({ where: { title: { [Op.like]: { [Op.any]: literal(`ARRAY[side_effect_text('${t}')]`) } } } as never })],
+    ['nested include attributes literal', (t) => m.Book.findAll({ include: [{ model: m.Author, include: [{ model: m.Book, attributes: ['id', [literal(`side_effect('${t}')`), 'fx']] }] }] })],
+    ['attributes: [[where(fn), alias]]', (t) => m.Book.findAll({ attributes: ['id', [where(fn('side_effect', t), 1) as never, 'fx']] })],
+    [
+      'association getter with literal where',
+      async (t) =>
+        (await m.Author.findOne())!.get('id') && (m.Author.build({ id: authorId }) as unknown as { getBooks(o: object): Promise<unknown> }).getBooks({ where: literal(`side_effect('${t}') = 1`) }),
+    ],
+    ['include via association name + where fn', (t) => m.Author.findAll({ include: [{ association: 'Books', where: where(fn('side_effect', t), 1) }] })],
+  ];
+  it.each(more)('%s', async (name, run) => {
+    const tag = `q-${name}`;
+    const r = await inRolledBackSession(() => run(tag)).then(
+      () => 'ok',
+      (e: Error) => e.message,
+    );
+    expect(await effects(tag), `side effect survived rollback (the finder ran before BEGIN; outcome ${r})`).toBe(0);
+  });
+
+  const limits: Array<[string, (t: string) => Promise<unknown>]> = [
+    ['limit: literal', (t) => m.Book.findAll({ limit: literal(`side_effect('${t}')`) as never })],
+    ['offset: literal', (t) => m.Book.findAll({ offset: literal(`side_effect('${t}') - 1`) as never, limit: 10 })],
+    ['limit: fn', (t) => m.Book.findAll({ limit: fn('side_effect', t) as never })],
+    ['findOne offset: literal', (t) => m.Book.findOne({ offset: literal(`side_effect('${t}') - 1`) as never })],
+  ];
+  it.fails.each(limits)('BREAK: %s -- `limit`/`offset` are not looked at; a literal or fn there runs before BEGIN and survives rollback', async (name, run) => {
+    const tag = `l-${name}`;
+    await inRolledBackSession(() => run(tag));
+    expect(await effects(tag), 'side effect of a finder with a literal/fn in limit/offset survived session.rollback()').toBe(0);
+  });
+
+  it('control: limit: literal in the default mode is rolled back', async () => {
+    const s = sessionmaker(h.engine)();
+    opened.push(s);
+    await s.run(() => m.Book.findAll({ limit: literal(`side_effect('limit-default')`) as never }));
+    await s.rollback();
+    expect(await effects('limit-default')).toBe(0);
+  });
+
+  it.fails('BREAK: a readOnly deferred session writes through limit: literal', async () => {
+    const s = open({ readOnly: true });
+    await s.run(() => m.Book.findAll({ limit: literal(`side_effect('limit-ro')`) as never })).catch(() => {});
+    await s.rollback().catch(() => {});
+    expect(await effects('limit-ro'), 'a READ ONLY session wrote').toBe(0);
+  });
+
+  it('a VIRTUAL attribute whose dependencies hold a literal', async () => {
+    const Virt = h.engine.sequelize.define(
+      'VirtBook',
+      { title: DataTypes.STRING, fx: { type: DataTypes.VIRTUAL(DataTypes.INTEGER, [[literal(`side_effect('virtual')`), 'fxraw']] as never) } },
+      { tableName: 'Books', timestamps: false },
+    );
+    const r = await inRolledBackSession(() => Virt.findAll({ attributes: ['id', 'fx'] })).then(
+      () => 'ok',
+      (e: Error) => e.message,
+    );
+    console.log(`[doc] VIRTUAL dependency literal: ${r}`);
+    expect(await effects('virtual')).toBe(0);
+  });
+
+  it('belongsToMany through.where with a literal', async () => {
+    const Tag = h.engine.sequelize.define('Tag', { label: DataTypes.STRING }, { timestamps: false });
+    const BookTag = h.engine.sequelize.define('BookTag', {}, { timestamps: false });
+    m.Book.belongsToMany(Tag, { through: BookTag });
+    Tag.belongsToMany(m.Book, { through: BookTag });
+    await h.engine.autocommit(async () => {
+      await Tag.sync();
+      await BookTag.sync();
+      const tag = await Tag.create({ label: 't' });
+      await BookTag.create({ BookId: 1, TagId: tag.get('id') });
+    });
+    await inRolledBackSession(() => m.Book.findAll({ include: [{ model: Tag, through: { where: { [Op.and]: [literal(`side_effect('through') = 1`)] } } }] }));
+    expect(await effects('through')).toBe(0);
+    const r = await inRolledBackSession(() => m.Book.findAll({ include: [{ model: Tag, through: { attributes: [[literal(`side_effect('through-attr')`), 'fx']] as never } }] })).then(
+      () => 'ok',
+      (e: Error) => e.message,
+    );
+    console.log(`[doc] through.attributes literal: ${r}`);
+    expect(await effects('through-attr')).toBe(0);
+  });
+
+  it.fails("Sequelize's quoteIdentifiers: false (a passed-through option): col() -- documented as pure -- is raw SQL and runs before BEGIN", async () => {
+    await h.observer.query(`CREATE TABLE IF NOT EXISTS qbooks (id serial PRIMARY KEY, title text); INSERT INTO qbooks(title) VALUES ('a')`);
+    const engine = createEngine(h.db.url, { pool: { max: 1 }, sequelize: { quoteIdentifiers: false } as never });
+    h.engines.push(engine);
+    const QBook = engine.sequelize.define('qbook', { title: DataTypes.STRING }, { tableName: 'qbooks', timestamps: false });
+    const s = sessionmaker(engine, DEFERRED)();
+    await s.run(() => QBook.findAll({ attributes: ['id', [col(`side_effect('quoteless')`), 'fx']] }));
+    await s.rollback();
+    await s.close();
+    expect(await effects('quoteless'), "attributes: [[col(\"side_effect('quoteless')\"), 'fx']] wrote outside the transaction").toBe(0);
+  });
+
+  it('a pure finder on a VIEW that calls a volatile function runs before BEGIN (documents: "never from SQL", like rule 13\'s functions of yours)', async () => {
+    await h.observer.query(`CREATE OR REPLACE VIEW effect_view AS SELECT id, title, side_effect('view') AS fx FROM "Books"`);
+    const View = h.engine.sequelize.define('EffectView', { title: DataTypes.STRING, fx: DataTypes.INTEGER }, { tableName: 'effect_view', timestamps: false });
+    await inRolledBackSession(() => View.findAll());
+    const n = await effects('view');
+    console.log(`[doc] view with a volatile function, read in a rolled-back deferred session: ${n} side effects kept`);
+    expect(n).toBeGreaterThan(0);
   });
 });
