@@ -1145,3 +1145,61 @@ describe('pure-read classification, more option paths', () => {
     expect(n).toBeGreaterThan(0);
   });
 });
+
+describe("the session's Transaction object and hooks in a session that only read", () => {
+  it('afterCommit registered from a pure read (session.afterCommit and options.transaction.afterCommit in a beforeFind hook) runs at commit', async () => {
+    const Hooked = h.engine.sequelize.define('HookedTx', { title: DataTypes.STRING }, { tableName: 'Books', timestamps: false });
+    const ran: string[] = [];
+    Hooked.addHook('beforeFind', (options: Record<string, unknown>) => {
+      const t = options.transaction as Transaction | undefined;
+      expect(t, 'the session Transaction exists on the first statement').toBeTruthy();
+      t!.afterCommit(() => {
+        ran.push('tx.afterCommit');
+      });
+    });
+    const s = open();
+    s.afterCommit(() => {
+      ran.push('session.afterCommit');
+    });
+    await s.run(() => Hooked.findAll());
+    await s.commit();
+    expect(ran.sort()).toEqual(['session.afterCommit', 'tx.afterCommit']);
+  });
+
+  it('a Transaction captured during a deferred read, used after commit, throws TransactionEndedError and never writes in autocommit', async () => {
+    const Hooked = h.engine.sequelize.define('HookedCapture', { title: DataTypes.STRING }, { tableName: 'Books', timestamps: false });
+    let captured: Transaction | undefined;
+    Hooked.addHook('beforeFind', (options: Record<string, unknown>) => {
+      captured = options.transaction as Transaction;
+    });
+    const s = open();
+    await s.run(() => Hooked.findAll());
+    await s.commit();
+    const e = await Hooked.create({ title: 'captured-tx' }, { transaction: captured }).catch((x: Error) => x);
+    expect((e as { code?: string }).code).toBe('TRANSACTION_ENDED');
+    const e2 = await s.run(() => Hooked.findAll({ transaction: captured })).catch((x: Error) => x);
+    expect((e2 as { code?: string }).code).toBe('TRANSACTION_ENDED');
+    expect((await h.observer.query(`SELECT 1 FROM "Books" WHERE title = 'captured-tx'`)).rowCount).toBe(0);
+  });
+
+  it('expireOnCommit: instances loaded by deferred reads are expired at commit', async () => {
+    const SessionLocal = sessionmaker(h.engine, { ...DEFERRED, expireOnCommit: true });
+    const s = SessionLocal();
+    opened.push(s);
+    const b = await s.run(() => m.Book.findByPk(1));
+    await s.commit();
+    expect(() => b!.get('title')).toThrow(/expired/i);
+  });
+
+  it('the session Transaction passed explicitly to a pure read before any write: on the session connection, still no BEGIN needed, then a write joins', async () => {
+    const s = open();
+    const t = await s.transaction();
+    const state1 = (await backend())?.state;
+    await m.Book.findAll({ transaction: t });
+    await m.Book.create({ title: 'explicit-t' }, { transaction: t });
+    expect((await backend())?.state).toBe('idle in transaction');
+    await s.rollback();
+    console.log(`[doc] after session.transaction(): backend ${state1}`);
+    expect((await h.observer.query(`SELECT 1 FROM "Books" WHERE title = 'explicit-t'`)).rowCount).toBe(0);
+  });
+});
