@@ -1203,3 +1203,50 @@ describe("the session's Transaction object and hooks in a session that only read
     expect((await h.observer.query(`SELECT 1 FROM "Books" WHERE title = 'explicit-t'`)).rowCount).toBe(0);
   });
 });
+
+describe('rule 7 with statements already queued behind a refused leading read', () => {
+  it('Promise.all([refused read, read]): the queued read throws TransactionAbortedError', async () => {
+    const s = open();
+    const [a, b] = await s.run(() => Promise.allSettled([m.Book.findAll({ where: { id: 'bad' } }), m.Book.findAll()]));
+    expect(a.status).toBe('rejected');
+    expect(b.status === 'rejected' ? (b.reason as Error) : 'resolved').toBeInstanceOf(TransactionAbortedError);
+    await s.rollback();
+  });
+
+  it('Promise.all([refused read, raw INSERT]): the queued write never persists, whatever the handler does next', async () => {
+    const s = open();
+    const results = await s.run(() => Promise.allSettled([m.Book.findAll({ where: { id: 'bad' } }), h.engine.sequelize.query(`INSERT INTO "Books"(title, copies) VALUES ('queued-write', 0)`)]));
+    console.log(`[doc] queued write after a refused read: ${results.map((r) => r.status).join(', ')}`);
+    const commit = await s.commit().catch((e: Error) => e);
+    expect(commit).toBeInstanceOf(CommitError);
+    expect((await h.observer.query(`SELECT 1 FROM "Books" WHERE title = 'queued-write'`)).rowCount).toBe(0);
+  });
+
+  it('Promise.all([refused read, Model.create]) inside SessionLocal.begin with the errors swallowed: nothing persists, begin rejects', async () => {
+    const r = await h.SessionLocal.begin(async () => {
+      await Promise.allSettled([m.Book.findAll({ where: { id: 'bad' } }), m.Book.create({ title: 'queued-create' })]);
+      return 'ok';
+    }).catch((e: Error) => e);
+    expect(r).toBeInstanceOf(CommitError);
+    expect((await h.observer.query(`SELECT 1 FROM "Books" WHERE title = 'queued-create'`)).rowCount).toBe(0);
+  });
+
+  it('a refused leading read inside beginNested: ROLLBACK TO SAVEPOINT recovers (documents)', async () => {
+    const s = open();
+    const r = await s
+      .run(() => s.beginNested(() => m.Book.findAll({ where: { id: 'bad' } })))
+      .then(
+        () => 'resolved',
+        (e: Error) => e.constructor.name,
+      );
+    const next = await s
+      .run(() => m.Book.findAll())
+      .then(
+        () => 'usable',
+        (e: Error) => e.constructor.name,
+      );
+    console.log(`[doc] refused read inside beginNested as the first statement: ${r}; afterwards: ${next}`);
+    expect(next).toBe('usable');
+    await s.rollback();
+  });
+});
