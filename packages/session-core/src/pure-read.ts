@@ -22,7 +22,21 @@ const COLUMN = /^(\*|[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*)$/;
  */
 export function isPureFind(options: Record<string | symbol, unknown> | undefined): boolean {
   if (!options || options.lock) return false;
-  return attributesArePlain(options.attributes) && plain(options.where) && plain(options.order) && plain(options.group) && plain(options.having) && includesArePlain(options.include);
+  return (
+    count(options.limit) &&
+    count(options.offset) &&
+    attributesArePlain(options.attributes) &&
+    plain(options.where) &&
+    plain(options.order) &&
+    plain(options.group) &&
+    plain(options.having) &&
+    includesArePlain(options.include)
+  );
+}
+
+/** `limit` / `offset`: a number (or its digits); a `literal` or `fn` there is SQL. */
+function count(value: unknown): boolean {
+  return value === undefined || value === null || typeof value === 'number' || (typeof value === 'string' && /^\d+$/.test(value));
 }
 
 /** `attributes`: column names, `[column, alias]` pairs, `col()`; or `{ include, exclude }` of them. */

@@ -117,6 +117,8 @@ export function scopedSequelizeClass(engine: Engine, Base: typeof Sequelize = Se
  * query generator renders them into SQL text.
  */
 function markPureReads(sequelize: Sequelize, storage: Engine['scope']): void {
+  // unquoted identifiers: a column name, `col()`, a `group` or `order` string is SQL text. No finder is a pure read then.
+  if ((sequelize as unknown as { options: { quoteIdentifiers?: boolean } }).options.quoteIdentifiers === false) return;
   const queryInterface = sequelize.getQueryInterface() as unknown as { select(model: unknown, table: unknown, options?: Record<string | symbol, unknown>): Promise<unknown> };
   const select = queryInterface.select;
   queryInterface.select = function selectMarkingPureReads(model, table, options) {

@@ -22,7 +22,6 @@ import { describeBegin, type PendingBegin, poolTransport, type SessionTransport 
 import { mayWrite } from './read-your-writes.js';
 import { sessionStateLeft } from './state-check.js';
 import { addUnitHook, releaseUnitHooks, takeUnitHooks, unitInScope } from './unit-hooks.js';
-import { poolTransport, type SessionTransport } from './transport.js';
 
 /** `idle`: no transaction; `active`: in a transaction; `failed`: a statement failed, roll back; `closed`. */
 export type SessionState = 'idle' | 'active' | 'failed' | 'closed';

@@ -196,7 +196,7 @@ describe('pure-read classification: option paths that are plain strings but reac
     expect(await effects('searchpath'), 'side effect of a finder with only string options survived rollback').toBe(0);
   });
 
-  it.fails("attributeBehavior 'unsafe-legacy' (a Sequelize option the engine passes through): an attribute string with parentheses is raw SQL and runs before BEGIN", async () => {
+  it("attributeBehavior 'unsafe-legacy' (a Sequelize option the engine passes through): an attribute string with parentheses is raw SQL and runs before BEGIN", async () => {
     const engine = createEngine(h.db.url, { pool: { max: 1 }, sequelize: { attributeBehavior: 'unsafe-legacy' } as never });
     h.engines.push(engine);
     const Legacy = engine.sequelize.define('Book', { title: DataTypes.STRING }, { tableName: 'Books', timestamps: false });
@@ -326,7 +326,7 @@ describe('unsafe-legacy controls', () => {
     expect(await effects('legacy-default')).toBe(0);
   });
 
-  it.fails('a readOnly deferred session writes through a legacy raw attribute (READ ONLY never applies to it)', async () => {
+  it('a readOnly deferred session writes through a legacy raw attribute (READ ONLY never applies to it)', async () => {
     const engine = createEngine(h.db.url, { pool: { max: 1 }, sequelize: { attributeBehavior: 'unsafe-legacy' } as never });
     h.engines.push(engine);
     const Legacy = engine.sequelize.define('Book', { title: DataTypes.STRING }, { tableName: 'Books', timestamps: false });
@@ -567,7 +567,7 @@ describe('rule 7 with deferred reads: a leading read the server refuses fails th
     expect(s.state).toBe('failed');
   });
 
-  it.fails('docs: "`inTransaction` is false and `state` is `idle` until BEGIN is sent" -- after a refused leading read inTransaction is true although no BEGIN was sent (backend idle)', async () => {
+  it('docs: "`inTransaction` is false and `state` is `idle` until BEGIN is sent" -- after a refused leading read inTransaction is true although no BEGIN was sent (backend idle)', async () => {
     const s = open();
     await s.run(() => m.Book.findAll({ where: { id: 'nope' } })).catch(() => {});
     expect((await backend())?.state, 'no transaction is open on the server').toBe('idle');
@@ -927,7 +927,7 @@ describe('settings in one pipeline (default mode): never a statement without its
     expect(await nextUserSees(['app.t'])).toEqual(['']);
   });
 
-  it.fails('COPY ... FROM STDIN as the first statement of a session with settings: begin() never settles and the connection is never released (the next user gets PoolTimeoutError)', async () => {
+  it('COPY ... FROM STDIN as the first statement of a session with settings: begin() never settles and the connection is never released (the next user gets PoolTimeoutError)', async () => {
     // own engine, not in h.engines: the leaked connection must not fail the other tests' clean check
     const own = createEngine(h.db.url, { pool: { max: 1, acquireTimeoutMs: 1000 } });
     try {
@@ -1068,7 +1068,7 @@ describe('pure-read classification, more option paths', () => {
     ['limit: fn', (t) => m.Book.findAll({ limit: fn('side_effect', t) as never })],
     ['findOne offset: literal', (t) => m.Book.findOne({ offset: literal(`side_effect('${t}') - 1`) as never })],
   ];
-  it.fails.each(limits)('BREAK: %s -- `limit`/`offset` are not looked at; a literal or fn there runs before BEGIN and survives rollback', async (name, run) => {
+  it.each(limits)('%s: a literal or fn in limit/offset begins the transaction (rolled back with it)', async (name, run) => {
     const tag = `l-${name}`;
     await inRolledBackSession(() => run(tag));
     expect(await effects(tag), 'side effect of a finder with a literal/fn in limit/offset survived session.rollback()').toBe(0);
@@ -1082,7 +1082,7 @@ describe('pure-read classification, more option paths', () => {
     expect(await effects('limit-default')).toBe(0);
   });
 
-  it.fails('BREAK: a readOnly deferred session writes through limit: literal', async () => {
+  it('a readOnly deferred session cannot write through limit: literal (it begins READ ONLY)', async () => {
     const s = open({ readOnly: true });
     await s.run(() => m.Book.findAll({ limit: literal(`side_effect('limit-ro')`) as never })).catch(() => {});
     await s.rollback().catch(() => {});
@@ -1124,7 +1124,7 @@ describe('pure-read classification, more option paths', () => {
     expect(await effects('through-attr')).toBe(0);
   });
 
-  it.fails("Sequelize's quoteIdentifiers: false (a passed-through option): col() -- documented as pure -- is raw SQL and runs before BEGIN", async () => {
+  it("Sequelize's quoteIdentifiers: false (a passed-through option): col() -- documented as pure -- is raw SQL and runs before BEGIN", async () => {
     await h.observer.query(`CREATE TABLE IF NOT EXISTS qbooks (id serial PRIMARY KEY, title text); INSERT INTO qbooks(title) VALUES ('a')`);
     const engine = createEngine(h.db.url, { pool: { max: 1 }, sequelize: { quoteIdentifiers: false } as never });
     h.engines.push(engine);
