@@ -18,12 +18,14 @@ function reply(res: Response, result: HandlerResult): void {
 
 runConformanceSuite({
   name: 'express 4',
+  http2: 'Express 4 does not run over http2.createServer (its req/res are HTTP/1 prototypes)',
   async createApp(kit) {
     const app = express();
     (app as unknown as NodeJS.EventEmitter).on('error', (error: unknown) => kit.onError(error)); // where the adapter reports a failed COMMIT
     // casts: in this workspace the adapter's declarations see @types/express 5 (its own devDependency);
     // an Express 4 app's single @types/express 4 has no such mismatch
     app.use(sessionLocal(kit.options) as unknown as express.RequestHandler);
+    for (const options of kit.registrations) app.use(sessionLocal(options) as unknown as express.RequestHandler);
     app.use(express.json({ limit: '1mb' }));
     app.use((req: Request, _res: Response, next: NextFunction) => {
       if (req.headers['content-type'] !== CALLBACK_JSON) return next();

@@ -1,5 +1,6 @@
 // The conformance suite against Koa 2 (installed as `koa2`), wired as the adapter's own Koa 3 run.
 import http from 'node:http';
+import http2 from 'node:http2';
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import { sessionLocal } from '@sessionlocal/adapter-koa';
@@ -17,6 +18,7 @@ function reply(ctx: { status: number; set(headers: Record<string, string>): void
 
 runConformanceSuite({
   name: 'koa 2',
+  http2: true,
   async createApp(kit) {
     const app = new Koa();
     app.on('error', (error) => kit.onError(error)); // Koa's own ctx.onerror answers; this only observes
@@ -54,6 +56,7 @@ runConformanceSuite({
       }
     });
     app.use(sessionLocal(kit.options));
+    for (const options of kit.registrations) app.use(sessionLocal(options));
     app.use(bodyParser({ jsonLimit: '1mb' }));
     app.use(async (ctx, next) => {
       if (ctx.get('content-type') === CALLBACK_JSON) {
@@ -63,7 +66,7 @@ runConformanceSuite({
       await next();
     });
     app.use(router.routes());
-    return kit.listen(http.createServer(app.callback()));
+    return kit.listen(kit.http2 ? http2.createServer(app.callback()) : http.createServer(app.callback()));
   },
 });
 

@@ -17,10 +17,12 @@ function reply(res, result) {
 
 runConformanceSuite({
   name: `express ${version}`,
+  http2: 'Express does not run over http2.createServer (its req/res are HTTP/1 prototypes)',
   async createApp(kit) {
     const app = express();
     app.on('error', (error) => kit.onError(error)); // where the adapter reports a failed COMMIT
     app.use(sessionLocal(kit.options));
+    for (const options of kit.registrations) app.use(sessionLocal(options));
     app.use(express.json({ limit: '1mb' }));
     app.use((req, _res, next) => {
       if (req.headers['content-type'] !== CALLBACK_JSON) return next();

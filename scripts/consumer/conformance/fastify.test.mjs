@@ -8,11 +8,13 @@ const { version } = createRequire(import.meta.url)('fastify/package.json');
 
 runConformanceSuite({
   name: `fastify ${version}`,
+  http2: true,
   async createApp(kit) {
     // the log is Fastify's error reporting: errors logged at level error reach kit.onError
     const stream = { write: (line) => void (JSON.parse(line).err && kit.onError(JSON.parse(line).err)) };
-    const app = Fastify({ logger: { level: 'error', stream } });
+    const app = kit.http2 ? Fastify({ http2: true, logger: { level: 'error', stream } }) : Fastify({ logger: { level: 'error', stream } });
     await app.register(fastifySessionLocal, kit.options);
+    for (const options of kit.registrations) await app.register(fastifySessionLocal, options);
     app.addHook('preParsing', (request, _reply, payload, done) => {
       if (request.headers['content-type'] !== CALLBACK_JSON) return done(null, payload);
       kit.readBodyWithCallbacks(payload, (error, text) => (error ? done(error) : done(null, Readable.from([Buffer.from(text ?? '')]))));

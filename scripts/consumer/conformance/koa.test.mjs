@@ -1,4 +1,5 @@
 import http from 'node:http';
+import http2 from 'node:http2';
 import { createRequire } from 'node:module';
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
@@ -17,6 +18,7 @@ function reply(ctx, result) {
 
 runConformanceSuite({
   name: `koa ${version}`,
+  http2: true,
   async createApp(kit) {
     const app = new Koa();
     app.on('error', (error) => kit.onError(error));
@@ -53,6 +55,7 @@ runConformanceSuite({
       }
     });
     app.use(sessionLocal(kit.options));
+    for (const options of kit.registrations) app.use(sessionLocal(options));
     app.use(bodyParser({ jsonLimit: '1mb' }));
     app.use(async (ctx, next) => {
       if (ctx.get('content-type') === CALLBACK_JSON) {
@@ -62,6 +65,6 @@ runConformanceSuite({
       await next();
     });
     app.use(router.routes());
-    return kit.listen(http.createServer(app.callback()));
+    return kit.listen(kit.http2 ? http2.createServer(app.callback()) : http.createServer(app.callback()));
   },
 });
