@@ -91,6 +91,8 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
       const { response } = result;
       if (!response) {
         if (reply.statusCode !== status) reply.code(status).header('content-type', type);
+        // Fastify writes its own headers over the raw response's: the read-your-writes token goes through the reply
+        if (result.headers) for (const [name, value] of Object.entries(result.headers)) reply.header(name, name === 'set-cookie' ? mergeCookies(reply.getHeader(name), value) : value);
         return next(null, payload);
       }
       reportCommitFailure(options, request, result, report(request));
@@ -118,3 +120,11 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
 export const fastifySessionLocal = fp(plugin, { fastify: '5.x', name: '@sessionlocal/adapter-fastify' });
 
 export default fastifySessionLocal;
+
+/** The app's cookies plus the token's (the token replaces an older one of the same name). */
+function mergeCookies(current: unknown, added: string | string[]): string[] {
+  const ours = Array.isArray(added) ? added : [added];
+  const names = new Set(ours.map((cookie) => cookie.slice(0, cookie.indexOf('='))));
+  const theirs = current === undefined ? [] : (Array.isArray(current) ? current : [current]).map(String);
+  return [...theirs.filter((cookie) => !names.has(cookie.slice(0, cookie.indexOf('=')))), ...ours];
+}

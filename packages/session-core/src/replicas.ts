@@ -177,7 +177,11 @@ export class ReplicaSet {
       try {
         connection = await this.take(replica);
       } catch (error) {
-        if (error instanceof PoolTimeoutError) throw error;
+        if (error instanceof PoolTimeoutError) {
+          // this replica's pool is saturated, not down: try the next one (or the fallback)
+          problems.push({ url: replica.name, state: 'down', cause: `pool exhausted (${describe(error, this.secrets)})` });
+          continue;
+        }
         if (!(error instanceof ReplicaUnavailableError)) this.markDown(replica, describe(error, this.secrets), sqlState(error) !== '53300');
         problems.push({ url: replica.name, state: 'down', cause: replica.cause ?? describe(error, this.secrets) });
         continue;

@@ -139,6 +139,11 @@ export class RequestScope {
     this.group = scopes;
   }
 
+  /** @internal Replaced by a route's scope: it ends alone. */
+  leaveGroup(): void {
+    this.group = undefined;
+  }
+
   /**
    * Run the rest of the request (`next`) in the session's scope. Once the session has ended the
    * scope stays: `current()` finds no session there and statements throw `SessionClosedError`
@@ -219,7 +224,8 @@ export class RequestScope {
    * never rejects (a failed COMMIT is reported in the result, with the `response` to send).
    */
   end(outcome: RequestOutcome): Promise<RequestResult> {
-    if (!this.ending && this.group) RequestScope.endGroup(this.group(), outcome);
+    // registrations that end at the same point end together ('after-response' ones end on 'finish')
+    if (!this.ending && this.group) RequestScope.endGroup(this.group().filter((scope) => scope?.finish === this.finish), outcome);
     if (!this.ending && !this.endIfUntouched(outcome)) this.ending = this.endNow(outcome);
     return this.ending as Promise<RequestResult>;
   }
@@ -269,7 +275,11 @@ export class RequestScope {
         };
       }
       // each result carries the one answer and its error (reportCommitFailure reports an error once)
-      for (const scope of group) results.set(scope, { committed: (results.get(scope) as RequestResult).committed, error, response });
+      for (const scope of group) {
+        const own = results.get(scope) as RequestResult;
+        // a committed registration's read-your-writes headers stay: its data was saved
+        results.set(scope, { committed: own.committed, error, response, ...(own.headers && { headers: own.headers }) });
+      }
       return results;
     })();
     for (const scope of pending) scope.ending = all.then((results) => results.get(scope) as RequestResult);
@@ -348,7 +358,7 @@ export function openRequestScope<Req>(options: RequestSessionOptions<Req>, req: 
   const merged = route ? { ...options, ...route } : options;
   const settings = merged.settings ? checkSettings(merged.settings(req)) : undefined;
   const readOnly = merged.readOnly ? merged.readOnly(req) : undefined;
-  const carrier = merged.readYourWrites ? resolveCarrier(merged.readYourWrites) : undefined;
+  const carrier = merged.readYourWrites ? resolveCarrier(merged.readYourWrites, options.name) : undefined;
   if (carrier) {
     const factory = options.factory;
     const overrides: SessionOptions = { ...(settings && { settings }), ...(readOnly !== undefined && { readOnly }) };
@@ -365,13 +375,26 @@ export function openRequestScope<Req>(options: RequestSessionOptions<Req>, req: 
 }
 
 const carriers = new WeakMap<object, ResolvedCarrier>();
+const namedCarriers = new Map<string, ResolvedCarrier>();
+
+/** `sl_lsn` / `x-sessionlocal-lsn`; a second registration (another engine, another cluster) gets its own names. */
+function defaultCarrier(registration: string): ResolvedCarrier {
+  if (registration === 'db') return DEFAULT_CARRIER;
+  let carrier = namedCarriers.get(registration);
+  if (!carrier) {
+    const suffix = registration.replace(/[^A-Za-z0-9_-]/g, '_');
+    carrier = { ...DEFAULT_CARRIER, cookie: `${DEFAULT_CARRIER.cookie}_${suffix}`, header: `${DEFAULT_CARRIER.header}-${suffix.toLowerCase()}` };
+    namedCarriers.set(registration, carrier);
+  }
+  return carrier;
+}
 const DEFAULT_CARRIER: ResolvedCarrier = { cookie: 'sl_lsn', header: 'x-sessionlocal-lsn', maxAgeSeconds: 60 };
 const LSN_TEXT = /^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** Validate a `readYourWrites` option (`ConfigError` naming the field). */
-function resolveCarrier(option: true | ReadYourWritesCarrier): ResolvedCarrier {
-  if (option === true) return DEFAULT_CARRIER;
+function resolveCarrier(option: true | ReadYourWritesCarrier, registration = 'db'): ResolvedCarrier {
+  if (option === true) return defaultCarrier(registration);
   if (typeof option !== 'object' || option === null) throw new SessionLocalConfigError('readYourWrites', 'must be true or { cookie, header, maxAgeSeconds }');
   let resolved = carriers.get(option);
   if (resolved) return resolved;
@@ -442,13 +465,15 @@ function sendLsn(carrier: ResolvedCarrier, res: ResponseLike | undefined, lsn: s
  * Throws `ConfigError` when something already used the request's session.
  */
 export function reopenRequestScope<Req>(current: RequestScope | undefined, options: RequestSessionOptions<Req>, req: Req, route: RouteSessionOptions<Req>): RequestScope | undefined {
-  if (current && current.session.inTransaction) {
+  if (current && current.session.holdsConnection) {
     throw new SessionLocalConfigError('route', 'per-route session options must run before anything uses the request session (put the route middleware first)');
   }
   const next = openRequestScope(options, req, route);
   if (current) {
     // hooks registered by earlier middleware belong to the request: they follow it to the route's session
     if (next) current.session.moveHooksTo(next.session);
+    // ended on its own: ending it must not end the request's other registrations
+    current.leaveGroup();
     if (!current.endIfUntouched()) void current.end({ status: 0, error: 'replaced by route options' }).catch(() => undefined);
   }
   return next;

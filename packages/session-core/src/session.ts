@@ -159,6 +159,12 @@ export class Session {
     return life.kind === 'ending';
   }
 
+  /** @internal The session holds a connection, or is acquiring one (something used it). */
+  get holdsConnection(): boolean {
+    const kind = this.life.kind;
+    return kind === 'acquiring' || kind === 'active' || kind === 'failed' || kind === 'ending';
+  }
+
   /** `deferredReads`: the session holds its connection and has run only pure reads, BEGIN still pending. */
   private get deferring(): boolean {
     return this.options.deferredReads && this.life.kind === 'active' && this.life.held.pendingBegin !== undefined;
@@ -232,7 +238,7 @@ export class Session {
     await serial(held.connection, async () => {
       const pending = held.pendingBegin;
       if (pending === undefined) return;
-      this.engine.log(describeBegin(pending));
+      if (this.engine.options.echo) this.engine.log(describeBegin(pending));
       try {
         await sendBegin(held.connection, pending);
       } catch (error) {
@@ -496,7 +502,7 @@ export class Session {
         result = await this.deferredRead(held, send);
       } else if (pending !== undefined) {
         held.pendingBegin = undefined;
-        this.engine.log(describeBegin(pending));
+        if (this.engine.options.echo) this.engine.log(describeBegin(pending));
         let sent = await sendWithBegin(connection, pending, send);
         if (sent.failed && !sent.begun && this.transport === poolTransport && lostUnanswered(connection)) {
           // a stale pooled connection: the first statement (it carries BEGIN) got no reply before

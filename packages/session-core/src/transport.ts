@@ -42,13 +42,19 @@ export function beginStatement(options: { isolationLevel?: string | undefined; r
   return begin;
 }
 
+/** Sessions without overrides share their factory's resolved options: one BEGIN for all of them. */
+const begins = new WeakMap<object, PendingBegin>();
+
 /** Sessions on pooled connections of their engine: BEGIN / COMMIT / ROLLBACK. */
 export const poolTransport: SessionTransport = {
   async open(session) {
     const { engine, options } = session;
     session.wrote = false;
-    const text = beginStatement(options);
-    const pendingBegin: PendingBegin = { text, settings: options.settings ? settingsCall(options.settings) : undefined };
+    let pendingBegin = begins.get(options);
+    if (!pendingBegin) {
+      pendingBegin = { text: beginStatement(options), settings: options.settings ? settingsCall(options.settings) : undefined };
+      begins.set(options, pendingBegin);
+    }
     return { connection: await engine.acquire(options.readOnly, session), pendingBegin };
   },
   async commit(session, connection) {

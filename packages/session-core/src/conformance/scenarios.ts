@@ -554,7 +554,7 @@ export const scenarios: Scenario[] = [
             path: '/ryw',
             handler: async () => {
               await sql(factory, 'INSERT INTO conf_items (label) VALUES ($1) RETURNING id', [uniqueLabel('ryw')]);
-              return { status: 201, headers: { 'x-app': 'kept' }, body: { ok: true } };
+              return { status: 201, headers: { 'x-app': 'kept', 'set-cookie': 'app_sid=1; Path=/' }, body: { ok: true } };
             },
           },
           {
@@ -587,7 +587,11 @@ export const scenarios: Scenario[] = [
         const lsn = posted.headers['x-sessionlocal-lsn'];
         expect(lsn, path).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
         expect(posted.headers['set-cookie'], path).toContain(`sl_lsn=${lsn}; Max-Age=60; Path=/; HttpOnly; SameSite=Lax`);
-        if (path === '/ryw') expect(posted.headers['x-app']).toBe('kept');
+        if (path === '/ryw') {
+          expect(posted.headers['x-app']).toBe('kept');
+          // the app's own cookie and the token both reach the client
+          expect(posted.headers['set-cookie'], path).toContain('app_sid=1; Path=/');
+        }
         const read = await request(url, '/ryw', { headers: { 'x-read': '1', cookie: `a=b; sl_lsn=${lsn}` } });
         expect(read.json, path).toEqual({ minLsn: lsn, readOnly: true });
       }
