@@ -77,7 +77,10 @@ const unknownRoutes = plan.routes.filter((r) => !ROUTES.includes(r));
 const unknownVariants = plan.variants.filter((v) => !VARIANTS.includes(v) && v !== 'sessionlocal-otel');
 if (unknownRoutes.length || unknownVariants.length) {
   console.error(
-    [unknownRoutes.length && `--routes: unknown ${unknownRoutes.join(', ')} (known: ${ROUTES.join(', ')})`, unknownVariants.length && `--variants: unknown ${unknownVariants.join(', ')} (known: ${[...VARIANTS, 'sessionlocal-otel'].join(', ')})`]
+    [
+      unknownRoutes.length && `--routes: unknown ${unknownRoutes.join(', ')} (known: ${ROUTES.join(', ')})`,
+      unknownVariants.length && `--variants: unknown ${unknownVariants.join(', ')} (known: ${[...VARIANTS, 'sessionlocal-otel'].join(', ')})`,
+    ]
       .filter(Boolean)
       .join('\n'),
   );
@@ -99,9 +102,7 @@ process.on('SIGINT', () => onSignal('SIGINT'));
 process.on('SIGTERM', () => onSignal('SIGTERM'));
 process.on('exit', killChildrenNow);
 
-console.log(
-  `${command}: ${plan.frameworks.join(', ')}; ${plan.rounds} round(s) × ${plan.durationS} s cells (+${plan.warmupS} s warm-up); servers on Node ${node?.version ?? process.version}`,
-);
+console.log(`${command}: ${plan.frameworks.join(', ')}; ${plan.rounds} round(s) × ${plan.durationS} s cells (+${plan.warmupS} s warm-up); servers on Node ${node?.version ?? process.version}`);
 const results = await runBench(plan, { log: (line) => console.log(line), cpuProfDir: values['cpu-prof'] && resolve(values['cpu-prof']) });
 results.command = command;
 results.summary = summarise(results.cells);

@@ -74,10 +74,7 @@ export async function openBenchDatabase({ log = () => {}, onClose = () => {} } =
     await migrate(url.toString());
     await query(url.toString(), `INSERT INTO items (name, price_cents, stock) SELECT 'item ' || g, 100 + g % 900, ${STOCK} FROM generate_series(1, ${ITEM_COUNT}) AS g`);
     await query(url.toString(), RLS_SETUP_SQL);
-    await query(
-      admin.toString(),
-      `CREATE ROLE "${role}" LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD '${rolePassword}'; GRANT CONNECT, TEMPORARY ON DATABASE "${name}" TO "${role}"`,
-    );
+    await query(admin.toString(), `CREATE ROLE "${role}" LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD '${rolePassword}'; GRANT CONNECT, TEMPORARY ON DATABASE "${name}" TO "${role}"`);
     await query(
       url.toString(),
       `GRANT USAGE ON SCHEMA public TO "${role}"; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "${role}"; GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "${role}"`,

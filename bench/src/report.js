@@ -34,7 +34,7 @@ export function renderMarkdown(results) {
   }
   lines.push('');
   lines.push(
-    '`read-mostly`: a load, not a route: each connection sends 9 `GET /items/:id` then 1 `POST /orders`, in turn. `× no settings`: `/rls/items/:id` (settings per request, row-level security) against the same variant\'s `/items/:id`.',
+    "`read-mostly`: a load, not a route: each connection sends 9 `GET /items/:id` then 1 `POST /orders`, in turn. `× no settings`: `/rls/items/:id` (settings per request, row-level security) against the same variant's `/items/:id`.",
   );
   lines.push('');
   lines.push('## Targets');
