@@ -1,49 +1,64 @@
 import pg from 'pg';
 import { CommitOutcomeUnknownError, ReplyTimeoutError, type SessionLocalError } from './errors.js';
+import type { PendingBegin } from './transport.js';
 
 type Callback = (error: Error | null, result?: unknown) => void;
 
+/** A statement sent ahead of another in the same pipeline (BEGIN, the settings call). */
+interface Prelude {
+  readonly text: string;
+  readonly values: readonly unknown[];
+}
+
 /**
- * BEGIN and a session's first statement in one extended-protocol pipeline with a single Sync:
- * `Parse/Bind/Execute(BEGIN) Parse/Bind/Describe/Execute(statement) Sync`. PostgreSQL answers
- * both before the one ReadyForQuery, so the pair costs one round trip instead of two. All or
- * nothing: if BEGIN fails, the server skips the statement (everything up to Sync), so it can
- * never run outside the transaction. The caller gets the statement's own result, as if it had
- * been sent alone.
+ * BEGIN (and the session's settings call) and a session's first statement in one
+ * extended-protocol pipeline with a single Sync: `Parse/Bind/Execute(BEGIN)
+ * [Parse/Bind/Describe/Execute(set_config…)] Parse/Bind/Describe/Execute(statement) Sync`.
+ * PostgreSQL answers all of them before the one ReadyForQuery, so the lot costs one round trip.
+ * All or nothing: if BEGIN or a setting fails, the server skips everything up to Sync, so the
+ * statement can never run outside the transaction or without its settings. The caller gets the
+ * statement's own result, as if it had been sent alone.
  */
 class BeginThenQuery extends (pg.Query as unknown as new (text: string, values: unknown[], callback: Callback) => PgQuery) {
-  /** BEGIN for the extended-protocol pipeline; undefined when it is already part of a simple query's text. */
-  private readonly begin: string | undefined;
+  /** Sent first; empty when BEGIN is already part of a simple query's text. */
+  private readonly prelude: readonly Prelude[];
 
-  constructor(begin: string | undefined, text: string, values: unknown[], callback: Callback) {
+  constructor(prelude: readonly Prelude[], text: string, values: unknown[], callback: Callback) {
     super(text, values, callback);
-    this.begin = begin;
+    this.prelude = prelude;
   }
 
   override requiresPreparation(): boolean {
-    return this.begin !== undefined;
+    return this.prelude.length > 0 || super.requiresPreparation();
   }
 
   override prepare(connection: PgConnection): void {
-    if (this.begin === undefined) {
-      super.prepare(connection);
-      return;
+    for (const { text, values } of this.prelude) {
+      connection.parse({ text, name: '', types: [] });
+      connection.bind({ portal: '', statement: '', values: values as unknown[] });
+      // a row-returning prelude (set_config) is described, so pg parses its row into its own result
+      if (values.length > 0) connection.describe({ type: 'P', name: '' });
+      connection.execute({ portal: '', rows: 0 });
     }
-    connection.parse({ text: this.begin, name: '', types: [] });
-    connection.bind({ portal: '', statement: '', values: [] });
-    connection.execute({ portal: '', rows: 0 });
     super.prepare(connection);
   }
 
   override handleReadyForQuery(connection: PgConnection): void {
-    // the BEGIN's CommandComplete made pg collect two results: answer with the statement's
+    // each prelude's CommandComplete made pg collect one result more: answer with the statement's
     const results = this._results;
-    if (Array.isArray(results) && results[0]?.command === 'BEGIN') {
-      results.shift();
-      this._results = results.length === 1 ? results[0] : results;
+    const extra = this.prelude.length;
+    if (extra > 0 && Array.isArray(results) && results.length > extra) {
+      results.splice(0, extra);
+      this._results = results.length === 1 ? (results[0] as { command?: string }) : results;
     }
     super.handleReadyForQuery(connection);
   }
+}
+
+/** One statement, maybe `;`-terminated: the extended protocol takes it (it refuses several). */
+function isSingleStatement(text: string): boolean {
+  const semicolon = text.indexOf(';');
+  return semicolon === -1 || text.slice(semicolon + 1).trim() === '';
 }
 
 /** `pg.Client` options of sessionlocal's own (pg ignores unknown keys). */
@@ -65,8 +80,8 @@ const CONNECTION_LOST = /^(08|57P)/;
  * the client is never reused.
  */
 export class SessionClient extends pg.Client {
-  /** @internal BEGIN to send with the next statement; consumed by the next `query()`. */
-  beginWithNext: string | undefined;
+  /** @internal BEGIN (and settings) to send with the next statement; consumed by the next `query()`. */
+  beginWithNext: PendingBegin | undefined;
 
   /** @internal Reply deadline of statements written from now on (the engine sets it per session). */
   replyTimeoutMs: number | undefined;
@@ -219,22 +234,37 @@ export class SessionClient extends pg.Client {
     return undefined;
   }
 
-  private queryAfterBegin(begin: string, config: unknown, values: unknown, callback: Callback): void {
+  private queryAfterBegin(begin: PendingBegin, config: unknown, values: unknown, callback: Callback): void {
+    const settings = begin.settings;
     if (typeof config === 'string') {
       const params = Array.isArray(values) ? values : [];
-      // with parameters: one extended-protocol pipeline; without: one simple query `BEGIN; <text>`
-      // (PostgreSQL runs a multi-statement simple query all or nothing up to the failing statement)
-      const text = params.length > 0 ? config : `${begin}; ${config}`;
-      super.query(new BeginThenQuery(params.length > 0 ? begin : undefined, text, params, callback) as unknown as pg.QueryConfig);
-      return;
+      if (params.length === 0 && settings === undefined) {
+        // one simple query `BEGIN; <text>` (PostgreSQL runs a multi-statement simple query all or
+        // nothing up to the failing statement)
+        super.query(new BeginThenQuery(NO_PRELUDE, `${begin.text}; ${config}`, params, callback) as unknown as pg.QueryConfig);
+        return;
+      }
+      if (params.length > 0 || isSingleStatement(config)) {
+        // one extended-protocol pipeline: BEGIN, the settings, the statement, one Sync
+        const prelude: Prelude[] = [{ text: begin.text, values: NO_VALUES }];
+        if (settings) prelude.push(settings);
+        super.query(new BeginThenQuery(prelude, config, params, callback) as unknown as pg.QueryConfig);
+        return;
+      }
     }
-    // a query object: BEGIN on its own first
-    super.query(begin, (error: Error | null) => {
+    // a query object, or several statements with settings (the extended protocol takes one):
+    // BEGIN and the settings in one round trip first, then the statement
+    const then = (error: Error | null) => {
       if (error) callback(error);
       else (super.query as (c: unknown, v: unknown, cb: Callback) => void).call(this, config, values, callback);
-    });
+    };
+    if (settings) super.query(new BeginThenQuery([{ text: begin.text, values: NO_VALUES }], settings.text, settings.values, then) as unknown as pg.QueryConfig);
+    else super.query(begin.text, then);
   }
 }
+
+const NO_PRELUDE: readonly Prelude[] = [];
+const NO_VALUES: readonly unknown[] = [];
 
 /** The outcome of a statement sent with a pending BEGIN. */
 export interface BegunStatement<T> {
@@ -250,7 +280,7 @@ export interface BegunStatement<T> {
  * same round trip. The only place that decides how BEGIN rides: reports whether it was sent, so the
  * caller keeps it pending when nothing reached the server (an error thrown before sending).
  */
-export async function sendWithBegin<T>(connection: pg.Client, begin: string, task: () => Promise<T>): Promise<BegunStatement<T>> {
+export async function sendWithBegin<T>(connection: pg.Client, begin: PendingBegin, task: () => Promise<T>): Promise<BegunStatement<T>> {
   let outcome: BegunStatement<T>;
   if (connection instanceof SessionClient) {
     connection.beginWithNext = begin;
@@ -267,12 +297,33 @@ export async function sendWithBegin<T>(connection: pg.Client, begin: string, tas
     outcome.begun = consumed && (status === 'T' || status === 'E');
     return outcome;
   }
-  await connection.query(begin);
+  await connection.query(begin.text);
+  if (begin.settings) await connection.query(begin.settings.text, begin.settings.values as string[]);
   try {
     return { begun: true, result: await task(), failed: false };
   } catch (error) {
     return { begun: true, error, failed: true };
   }
+}
+
+/** BEGIN on its own (`session.begin()`): with settings, BEGIN and the settings call in one pipeline. */
+export async function sendBegin(connection: pg.Client, begin: PendingBegin): Promise<void> {
+  const settings = begin.settings;
+  if (!settings) {
+    await connection.query(begin.text);
+    return;
+  }
+  if (connection instanceof SessionClient) {
+    connection.beginWithNext = { text: begin.text, settings: undefined };
+    try {
+      await connection.query(settings.text, settings.values);
+    } finally {
+      connection.beginWithNext = undefined;
+    }
+    return;
+  }
+  await connection.query(begin.text);
+  await connection.query(settings.text, settings.values);
 }
 
 /**
@@ -336,6 +387,7 @@ interface PgActiveQuery {
 
 interface PgConnection {
   parse(config: { text: string; name: string; types: unknown[] }): void;
+  describe(config: { type: 'P' | 'S'; name: string }): void;
   bind(config: { portal: string; statement: string; values: unknown[] }): void;
   execute(config: { portal: string; rows: number }): void;
 }

@@ -2,6 +2,7 @@ import { ConnectionAcquireTimeoutError, Sequelize, Transaction } from 'sequelize
 import type { Engine } from './engine.js';
 import { NoActiveSessionError, PoolTimeoutError } from './errors.js';
 import { ownerOf } from './owner.js';
+import { isPureFind, PURE_READ } from './pure-read.js';
 import { clsShim, joinedTransaction, type Scope } from './scope.js';
 
 type QueryFn = (sql: unknown, options?: Record<string, unknown>) => Promise<unknown>;
@@ -27,11 +28,12 @@ export function scopedSequelizeClass(engine: Engine, Base: typeof Sequelize = Se
       super(...(args as []));
       // findCreateFind reads `options.transaction` itself (never CLS): fill it from the scope first
       (this as unknown as { addHook(name: string, fn: (model: unknown) => void): void }).addHook('afterDefine', (model) => joinFindCreateFind(model, storage));
+      markPureReads(this, storage);
     }
 
     override async query(sql: any, options?: any): Promise<any> {
       const base = super.query as unknown as QueryFn;
-      let opts = options as Record<string, unknown> | undefined;
+      let opts = options as Record<string | symbol, unknown> | undefined;
       if (opts?.transaction === undefined) {
         const scope = storage.getStore();
         const transaction = joinedTransaction(scope);
@@ -43,7 +45,7 @@ export function scopedSequelizeClass(engine: Engine, Base: typeof Sequelize = Se
       }
       const transaction = opts.transaction as Transaction | null;
       const session = transaction ? ownerOf(transaction) : undefined;
-      if (session && transaction) return session.runStatement(transaction, sql, () => base.call(this, sql, opts));
+      if (session && transaction) return session.runStatement(transaction, sql, () => base.call(this, sql, opts), session.options.deferredReads && opts[PURE_READ] === true);
       try {
         return await base.call(this, sql, opts);
       } catch (error) {
@@ -106,6 +108,25 @@ export function scopedSequelizeClass(engine: Engine, Base: typeof Sequelize = Se
   }
 
   return EngineSequelize as unknown as typeof Sequelize;
+}
+
+/**
+ * A model finder's SELECT that is a pure read (pure-read.ts) carries `PURE_READ` in its options,
+ * for sessions with `deferredReads` only. Decided here, from the finder's options, before the
+ * query generator renders them into SQL text.
+ */
+function markPureReads(sequelize: Sequelize, storage: Engine['scope']): void {
+  const queryInterface = sequelize.getQueryInterface() as unknown as { select(model: unknown, table: unknown, options?: Record<string | symbol, unknown>): Promise<unknown> };
+  const select = queryInterface.select;
+  queryInterface.select = function selectMarkingPureReads(model, table, options) {
+    if (options) {
+      const explicit = options.transaction as Transaction | null | undefined;
+      const session = explicit ? ownerOf(explicit) : explicit === undefined ? storage.getStore()?.session : undefined;
+      if (session?.options.deferredReads && isPureFind(options)) options[PURE_READ] = true;
+      else if (options[PURE_READ]) delete options[PURE_READ];
+    }
+    return select.call(this, model, table, options);
+  };
 }
 
 /** A model's `findCreateFind` with no `transaction` option joins the scope's transaction, as every other finder does. */

@@ -1,5 +1,6 @@
 import { Transaction, type Model } from 'sequelize';
 import type { Engine, PooledConnection } from './engine.js';
+import { sqlState } from './errors.js';
 import {
   CommitError,
   CommitOutcomeUnknownError,
@@ -12,11 +13,11 @@ import {
 } from './errors.js';
 import { expire, unexpire } from './expire.js';
 import { ownerOf, setOwner } from './owner.js';
-import { lostUnanswered, sendWithBegin, settledStatus, transactionStatus } from './pipelined-begin.js';
+import { lostUnanswered, sendBegin, sendWithBegin, settledStatus, transactionStatus } from './pipelined-begin.js';
 import type { ResolvedSessionOptions, SessionFactory } from './sessionmaker.js';
 import { handOver, serial } from './serial.js';
 import { mayLeaveSessionState, transactionControlIn } from './session-state.js';
-import { poolTransport, type SessionTransport } from './transport.js';
+import { describeBegin, type PendingBegin, poolTransport, type SessionTransport } from './transport.js';
 
 /** `idle`: no transaction; `active`: in a transaction; `failed`: a statement failed, roll back; `closed`. */
 export type SessionState = 'idle' | 'active' | 'failed' | 'closed';
@@ -29,8 +30,8 @@ interface Held {
   connection: PooledConnection;
   readonly acquiredAt: number;
   readonly leakTimer: NodeJS.Timeout | undefined;
-  /** BEGIN not sent yet: it rides with the first statement (`sendWithBegin`). */
-  pendingBegin: string | undefined;
+  /** BEGIN (and settings) not sent yet: it rides with the first statement (`sendWithBegin`), or with the first impure one under `deferredReads`. */
+  pendingBegin: PendingBegin | undefined;
   /** A statement may have left session-level state on the connection: destroy it at release. */
   dirty: boolean;
   /** The last statement error that left the server's transaction aborted. */
@@ -127,6 +128,7 @@ export class Session {
   get state(): SessionState {
     switch (this.life.kind) {
       case 'active':
+        return this.deferring ? 'idle' : 'active';
       case 'ending':
         return 'active';
       case 'failed':
@@ -140,7 +142,13 @@ export class Session {
 
   /** True while a transaction is open on the session's connection. */
   get inTransaction(): boolean {
-    return this.life.kind === 'active' || this.life.kind === 'failed' || this.life.kind === 'ending';
+    if (this.life.kind === 'active') return !this.deferring;
+    return this.life.kind === 'failed' || this.life.kind === 'ending';
+  }
+
+  /** `deferredReads`: the session holds its connection and has run only pure reads, BEGIN still pending. */
+  private get deferring(): boolean {
+    return this.options.deferredReads && this.life.kind === 'active' && this.life.held.pendingBegin !== undefined;
   }
 
   /** Aborted when the request that owns the session is aborted, or when the session closes. */
@@ -211,8 +219,15 @@ export class Session {
     await serial(held.connection, async () => {
       const pending = held.pendingBegin;
       if (pending === undefined) return;
-      this.engine.log(pending);
-      await held.connection.query(pending);
+      this.engine.log(describeBegin(pending));
+      try {
+        await sendBegin(held.connection, pending);
+      } catch (error) {
+        // a stale pooled connection died before answering: nothing began, once more on a fresh one
+        if (this.transport !== poolTransport || !lostUnanswered(held.connection)) throw error;
+        await this.reconnect(held, error);
+        await sendBegin(held.connection, pending);
+      }
       held.pendingBegin = undefined;
     });
     return tx;
@@ -262,7 +277,11 @@ export class Session {
     let destroy = false;
     try {
       await serial(held.connection, async () => {
-        if (held.pendingBegin !== undefined) return; // nothing reached the server: nothing to commit
+        if (held.pendingBegin !== undefined) {
+          // nothing of a transaction reached the server: nothing to commit. A deferred read that failed still fails the session (rule 7)
+          if (failure !== undefined) throw new TransactionAbortedError(this.id, failure);
+          return;
+        }
         // the client already saw the connection die: the server rolled back, the outcome is known
         if (isBroken(held.connection)) {
           destroy = true;
@@ -408,7 +427,7 @@ export class Session {
    * (ReadyForQuery status `E`) fails the session; errors Sequelize raises before sending, and
    * errors trapped inside a savepoint or a PL/pgSQL exception block, leave it usable.
    */
-  async runStatement<T>(tx: Transaction, sql: unknown, task: () => Promise<T>): Promise<T> {
+  async runStatement<T>(tx: Transaction, sql: unknown, task: () => Promise<T>, pure = false): Promise<T> {
     this.assertUsable();
     this.assertJoinable(tx);
     const held = await this.connect();
@@ -426,9 +445,12 @@ export class Session {
       const send = wrap ? () => wrap(this, task) : task;
       let result: T;
       const pending = held.pendingBegin;
-      if (pending !== undefined) {
+      if (pending !== undefined && pure) {
+        // deferredReads: a pure read before the transaction, in autocommit; BEGIN stays pending
+        result = await this.deferredRead(held, send);
+      } else if (pending !== undefined) {
         held.pendingBegin = undefined;
-        this.engine.log(pending);
+        this.engine.log(describeBegin(pending));
         let sent = await sendWithBegin(connection, pending, send);
         if (sent.failed && !sent.begun && this.transport === poolTransport && lostUnanswered(connection)) {
           // a stale pooled connection: the first statement (it carries BEGIN) got no reply before
@@ -512,7 +534,7 @@ export class Session {
 
   private async acquire(): Promise<Held> {
     const started = performance.now();
-    let opened: { connection: PooledConnection; pendingBegin?: string };
+    let opened: { connection: PooledConnection; pendingBegin?: PendingBegin };
     try {
       opened = await this.transport.open(this);
     } catch (error) {
@@ -545,6 +567,29 @@ export class Session {
     fresh.uuid = tx.id;
     held.connection = fresh;
     handOver(old, fresh);
+  }
+
+  /** A pure read sent before BEGIN (`deferredReads`); a stale connection is retried once, as a first statement is. */
+  private async deferredRead<T>(held: Held, send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } catch (error) {
+      if (this.transport !== poolTransport || !lostUnanswered(held.connection)) throw this.deferredReadFailed(held, error);
+      await this.reconnect(held, error);
+      try {
+        return await send();
+      } catch (again) {
+        throw this.deferredReadFailed(held, again);
+      }
+    }
+  }
+
+  /** A read the server refused fails the session as it would have inside the transaction (rule 7); errors raised before sending do not. */
+  private deferredReadFailed(held: Held, error: unknown): unknown {
+    if (sqlState(error) === undefined && !isConnectionError(error)) return error;
+    held.failure ??= error;
+    if (this.life.kind === 'active') this.move({ kind: 'failed', held, failure: error });
+    return error;
   }
 
   private async statementFailed(held: Held, error: unknown): Promise<unknown> {

@@ -18,6 +18,13 @@ export interface SessionOptions {
   settings?: Record<string, string>;
   /** Emit `leak` when the session holds its connection longer than this. */
   leakWarningMs?: number;
+  /**
+   * Run the session's leading pure reads (model finders without `lock`, `fn` or `literal`) before
+   * its transaction begins, in autocommit: a session that only reads costs one round trip per
+   * read, no BEGIN, no COMMIT. Needs `isolationLevel: 'READ COMMITTED'`; not with `settings`.
+   * Changes rules 1-2 only as docs/semantics.md ("Deferred reads") says. Default false.
+   */
+  deferredReads?: boolean;
 }
 
 export interface ResolvedSessionOptions {
@@ -26,6 +33,7 @@ export interface ResolvedSessionOptions {
   readonly readOnly: boolean;
   readonly settings: Record<string, string> | undefined;
   readonly leakWarningMs: number | undefined;
+  readonly deferredReads: boolean;
 }
 
 /** Options of `SessionLocal.begin`. */
@@ -70,14 +78,32 @@ export function resolveSessionOptions(options: SessionOptions | undefined, base?
   if (o.leakWarningMs !== undefined && (!Number.isInteger(o.leakWarningMs) || o.leakWarningMs <= 0)) {
     throw new ConfigError('leakWarningMs', `must be a positive integer, got ${JSON.stringify(o.leakWarningMs)}`);
   }
-  return {
+  if (o.deferredReads !== undefined && typeof o.deferredReads !== 'boolean') throw new ConfigError('deferredReads', `must be a boolean, got ${JSON.stringify(o.deferredReads)}`);
+  const resolved: ResolvedSessionOptions = {
     expireOnCommit: o.expireOnCommit ?? base?.expireOnCommit ?? false,
     isolationLevel: o.isolationLevel !== undefined ? checkIsolationLevel(o.isolationLevel) : base?.isolationLevel,
     readOnly: o.readOnly ?? base?.readOnly ?? false,
     // merged per name: a request's tenant id must not drop the factory's statement_timeout
     settings: o.settings !== undefined ? mergeSettings(base?.settings, checkSettings(o.settings)) : base?.settings,
     leakWarningMs: o.leakWarningMs ?? base?.leakWarningMs,
+    deferredReads: o.deferredReads ?? base?.deferredReads ?? false,
   };
+  if (resolved.deferredReads) checkDeferredReads(resolved);
+  return resolved;
+}
+
+/** Deferred reads are equivalent to one transaction only under READ COMMITTED, and settings must hold for every statement. */
+function checkDeferredReads(options: ResolvedSessionOptions): void {
+  if (options.isolationLevel !== 'READ COMMITTED') {
+    const got = options.isolationLevel === undefined ? "the server's default (unknown to the client)" : JSON.stringify(options.isolationLevel);
+    throw new ConfigError('deferredReads', `needs isolationLevel: 'READ COMMITTED' set explicitly, got ${got}`);
+  }
+  if (options.settings) {
+    throw new ConfigError(
+      'deferredReads',
+      `cannot be combined with settings (${Object.keys(options.settings).join(', ')}): a read before BEGIN would run without them; pass deferredReads: false for sessions with settings`,
+    );
+  }
 }
 
 function mergeSettings(base: Record<string, string> | undefined, own: Record<string, string> | undefined): Record<string, string> | undefined {

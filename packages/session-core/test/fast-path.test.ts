@@ -108,10 +108,10 @@ describe('BEGIN rides on the first plain SELECT (one round trip saved, same sema
     await client.connect();
     try {
       await client.query('CREATE TEMP TABLE pipelined (n int)');
-      client.beginWithNext = 'BEGIN ISOLATION LEVEL NONSENSE';
+      client.beginWithNext = { text: 'BEGIN ISOLATION LEVEL NONSENSE', settings: undefined };
       await expect(client.query('INSERT INTO pipelined VALUES ($1)', [1])).rejects.toThrow(/syntax error/);
       expect(client.getTransactionStatus()).toBe('I');
-      client.beginWithNext = 'BEGIN';
+      client.beginWithNext = { text: 'BEGIN', settings: undefined };
       const inserted = await client.query('INSERT INTO pipelined VALUES ($1) RETURNING n', [2]);
       expect(inserted.rows).toEqual([{ n: 2 }]); // the statement's own result, not BEGIN's
       expect(client.getTransactionStatus()).toBe('T');
@@ -131,12 +131,15 @@ describe('BEGIN rides on the first plain SELECT (one round trip saved, same sema
     expect(sent).toEqual(['BEGIN', 'ROLLBACK']);
   });
 
-  it('sessions with settings apply them before the first statement (never inlined)', async () => {
-    sent.length = 0;
-    const rows = await SessionLocal.begin(() => select("SELECT current_setting('app.user') AS u"), { settings: { 'app.user': "o'brien" } });
+  it('sessions with settings send BEGIN, the settings and the first statement in one round trip (values bound, never inlined or logged)', async () => {
+    let rows: unknown;
+    const roundTrips = await countRoundTrips(async () => {
+      sent.length = 0;
+      rows = await SessionLocal.begin(() => select("SELECT current_setting('app.user') AS u"), { settings: { 'app.user': "o'brien" } });
+    });
     expect(rows).toEqual([{ u: "o'brien" }]);
-    expect(sent[0]).toBe('BEGIN');
-    expect(sent[1]).toMatch(/^SELECT set_config\(\$1, \$2, true\)/);
+    expect(roundTrips).toBe(2); // BEGIN+set_config+SELECT, COMMIT
+    expect(sent[0]).toMatch(/^BEGIN; SELECT set_config\(\$1, \$2, true\) -- app\.user$/);
     expect(sent.join('\n')).not.toContain("o'brien");
   });
 });

@@ -56,4 +56,60 @@ describe('rule 10: transaction-local settings', () => {
   it('rejects non-string values', () => {
     expect(() => h.SessionLocal({ settings: { 'app.n': 5 as unknown as string } })).toThrow(/settings\.app\.n: must be a string/);
   });
+
+  describe('in one pipeline with BEGIN and the first statement', () => {
+    const roundTrips = async (engine: ReturnType<typeof createEngine>, fn: () => Promise<unknown>) => {
+      const SessionLocal = sessionmaker(engine);
+      const probe = SessionLocal();
+      await probe.begin();
+      const client = probe.heldConnection as unknown as { connection: NodeJS.EventEmitter };
+      await probe.close();
+      let n = 0;
+      const count = () => n++;
+      client.connection.on('readyForQuery', count);
+      try {
+        await fn();
+      } finally {
+        client.connection.off('readyForQuery', count);
+      }
+      return n;
+    };
+
+    it.each([
+      ['a statement without parameters', "SELECT current_setting('app.t') AS t", undefined, 2],
+      ['a statement with parameters', "SELECT current_setting('app.t') AS t, $1::int AS one", [1], 2],
+      ['explicit begin() then a statement', "SELECT current_setting('app.t') AS t", undefined, 3],
+      ['several statements in one text (BEGIN and settings first, then the text)', "SELECT 1; SELECT current_setting('app.t') AS t", undefined, 3],
+    ])('%s: every statement sees the settings (%#)', async (name, sql, bind, expected) => {
+      const engine = createEngine(h.db.url, { pool: { max: 1 } });
+      h.engines.push(engine);
+      const SessionLocal = sessionmaker(engine, { settings: { 'app.t': 'v1' } });
+      let seen: unknown;
+      const n = await roundTrips(engine, () =>
+        SessionLocal.begin(async (db) => {
+          if (name.startsWith('explicit')) await db.begin();
+          const [rows] = (await engine.sequelize.query(sql, bind ? { bind } : {})) as [Array<{ t: string }>, unknown];
+          seen = rows[rows.length - 1]!.t;
+        }),
+      );
+      expect(seen).toBe('v1');
+      expect(n).toBe(expected); // …, COMMIT
+    });
+
+    it('all or nothing: a setting the server refuses means the statement never ran, and the session is failed', async () => {
+      const engine = createEngine(h.db.url, { pool: { max: 1 } });
+      h.engines.push(engine);
+      // a real parameter with an invalid value: set_config fails on the server
+      const SessionLocal = sessionmaker(engine, { settings: { statement_timeout: 'not a duration' } });
+      await engine.autocommit(() => engine.sequelize.query('CREATE TABLE IF NOT EXISTS settings_pipeline (n int)'));
+      const attempt = SessionLocal.begin(async (db) => {
+        await expect(engine.sequelize.query('INSERT INTO settings_pipeline VALUES ($1)', { bind: [1] })).rejects.toThrow(/statement_timeout/);
+        expect(db.state).toBe('failed');
+      });
+      await expect(attempt).rejects.toThrow();
+      const [rows] = (await engine.autocommit(() => engine.sequelize.query('SELECT count(*)::int AS n FROM settings_pipeline'))) as [Array<{ n: number }>, unknown];
+      expect(rows[0]!.n).toBe(0);
+      expect(engine.stats().pool.inUse).toBe(0);
+    });
+  });
 });
