@@ -29,6 +29,7 @@ export function resolveNode(spec) {
   } catch (error) {
     throw new Error(`--node ${spec}: ${path} -v failed (${String(error.message).split('\n')[0]})`);
   }
+  if (!/^v[0-9]+\.[0-9]+\.[0-9]+/.test(version)) throw new Error(`--node ${spec}: ${path} -v printed ${JSON.stringify(version.slice(0, 80))}, not a Node version`);
   if (major && !version.startsWith(`v${major}.`)) throw new Error(`--node ${spec}: ${path} is ${version}`);
   return { path, version };
 }

@@ -84,5 +84,7 @@ describe('--node', () => {
   it('says how to install a major that is not there', () => {
     expect(() => resolveNode('99')).toThrow(/pnpm bench:node 99/);
     expect(() => resolveNode('/nonexistent/node')).toThrow(/--node \/nonexistent\/node: no such file/);
+    // a binary that is not Node (it echoes its argument) is refused before any server starts
+    expect(() => resolveNode('/bin/echo')).toThrow(/not a Node version/);
   });
 });
