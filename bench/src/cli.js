@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-// `pnpm bench [--quick] [--rounds N] [--duration S] [--warmup S] [--frameworks a,b] [--variants a,b]
-//   [--routes /ping,/items/:id,/orders] [--loads 32,256] [--ping-loads 32] [--memory-requests 10000,100000]
-//   [--no-memory] [--cpu-prof DIR] [--out PREFIX]`
+// `pnpm bench [--quick] [--node PATH|MAJOR] [--rounds N] [--duration S] [--warmup S] [--frameworks a,b]
+//   [--variants a,b] [--routes /ping,/items/:id,/orders,/rls/items/:id,read-mostly] [--loads 32,256]
+//   [--ping-loads 32] [--memory-requests 10000,100000] [--no-memory] [--cpu-prof DIR] [--out PREFIX]`
 // Full run (no flags): writes results/latest.{json,md,svg}. --quick: results/tmp/quick.*.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { FULL_PLAN, killChildrenNow, QUICK_PLAN, runBench, shutdown } from './harness.js';
+import { FULL_PLAN, killChildrenNow, QUICK_PLAN, ROUTES, runBench, shutdown, VARIANTS } from './harness.js';
+import { resolveNode } from './node-binary.js';
 import { renderMarkdown, renderSvg } from './report.js';
 import { checkTargets, summarise } from './summary.js';
 
@@ -22,6 +23,7 @@ const numbers = (s) => list(s).map(Number);
 const { values } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
+    node: { type: 'string' },
     rounds: { type: 'string' },
     duration: { type: 'string' },
     warmup: { type: 'string' },
@@ -39,9 +41,17 @@ const { values } = parseArgs({
   allowPositionals: false,
 });
 
+let node;
+try {
+  node = values.node ? resolveNode(values.node) : undefined;
+} catch (error) {
+  console.error(error.message);
+  process.exit(2);
+}
 const base = values.quick ? QUICK_PLAN : FULL_PLAN;
 const plan = {
   ...base,
+  nodePath: node?.path,
   rounds: values.rounds ? Number(values.rounds) : base.rounds,
   durationS: values.duration ? Number(values.duration) : base.durationS,
   warmupS: values.warmup ? Number(values.warmup) : base.warmupS,
@@ -63,6 +73,19 @@ if (!(plan.rounds >= 1) || !(plan.durationS > 0) || !(plan.warmupS >= 0)) {
   console.error('--rounds must be >= 1, --duration > 0, --warmup >= 0');
   process.exit(2);
 }
+const unknownRoutes = plan.routes.filter((r) => !ROUTES.includes(r));
+const unknownVariants = plan.variants.filter((v) => !VARIANTS.includes(v) && v !== 'sessionlocal-otel');
+if (unknownRoutes.length || unknownVariants.length) {
+  console.error(
+    [
+      unknownRoutes.length && `--routes: unknown ${unknownRoutes.join(', ')} (known: ${ROUTES.join(', ')})`,
+      unknownVariants.length && `--variants: unknown ${unknownVariants.join(', ')} (known: ${[...VARIANTS, 'sessionlocal-otel'].join(', ')})`,
+    ]
+      .filter(Boolean)
+      .join('\n'),
+  );
+  process.exit(2);
+}
 const outPrefix = resolve(BENCH_DIR, values.out ?? (values.quick ? 'results/tmp/quick' : 'results/latest'));
 const command = ['pnpm bench', ...process.argv.slice(2)].join(' ');
 
@@ -79,7 +102,7 @@ process.on('SIGINT', () => onSignal('SIGINT'));
 process.on('SIGTERM', () => onSignal('SIGTERM'));
 process.on('exit', killChildrenNow);
 
-console.log(`${command}: ${plan.frameworks.join(', ')}; ${plan.rounds} round(s) × ${plan.durationS} s cells (+${plan.warmupS} s warm-up)`);
+console.log(`${command}: ${plan.frameworks.join(', ')}; ${plan.rounds} round(s) × ${plan.durationS} s cells (+${plan.warmupS} s warm-up); servers on Node ${node?.version ?? process.version}`);
 const results = await runBench(plan, { log: (line) => console.log(line), cpuProfDir: values['cpu-prof'] && resolve(values['cpu-prof']) });
 results.command = command;
 results.summary = summarise(results.cells);

@@ -6,12 +6,13 @@ import { readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { ITEM_COUNT, openBenchDatabase } from './database.js';
+import { ITEM_COUNT, openBenchDatabase, tenantOf } from './database.js';
 
 export const FRAMEWORKS = ['express', 'koa', 'fastify'];
-export const VARIANTS = ['bare', 'raw-pg', 'sequelize-manual', 'sequelize-cls', 'fastify-postgres', 'sessionlocal'];
-export const ROUTES = ['/ping', '/items/:id', '/orders'];
-export const DB_ROUTES = ['/items/:id', '/orders'];
+export const VARIANTS = ['bare', 'raw-pg', 'sequelize-manual', 'sequelize-cls', 'fastify-postgres', 'sessionlocal', 'sessionlocal-deferred'];
+/** `read-mostly` is a load, not a server route: per connection, 9 `GET /items/:id` then 1 `POST /orders`, in turn. */
+export const ROUTES = ['/ping', '/items/:id', '/orders', '/rls/items/:id', 'read-mostly'];
+export const DB_ROUTES = ['/items/:id', '/orders', '/rls/items/:id', 'read-mostly'];
 const HOST = '127.0.0.1';
 const SERVER_ENTRY = fileURLToPath(new URL('./server/main.js', import.meta.url));
 
@@ -42,10 +43,17 @@ export function variantsFor(framework, variants) {
   return variants.filter((v) => (v !== 'fastify-postgres' || framework === 'fastify') && (v !== 'sessionlocal-otel' || framework !== 'fastify'));
 }
 
-/** `bare` has only /ping; `raw-pg` and `fastify-postgres` serve /ping exactly as `bare` does (no middleware), so it is not measured again. */
+/**
+ * `bare` has only /ping; `raw-pg` and `fastify-postgres` serve /ping exactly as `bare` does (no
+ * middleware), and `sessionlocal-deferred` exactly as `sessionlocal` (a request that never
+ * queries opens nothing in either mode), so it is not measured again.
+ */
 function routesFor(variant, routes) {
   if (variant === 'bare') return routes.filter((r) => r === '/ping');
   if (variant === 'raw-pg' || variant === 'fastify-postgres') return routes.filter((r) => r !== '/ping');
+  // deferredReads refuses settings (ConfigError: a read before BEGIN would run without them), and a
+  // route cannot switch the mode off through the adapters' route options: no RLS route in that mode
+  if (variant === 'sessionlocal-deferred') return routes.filter((r) => r !== '/ping' && r !== '/rls/items/:id');
   return routes;
 }
 
@@ -94,12 +102,12 @@ function stopChild(child, graceMs) {
  * Start `framework` × `variant` as its own process. Resolves once it listens, with its ports,
  * `stats()`, `reset()`, `memory()` (after a forced GC when `exposeGc`) and `stop()`.
  */
-export function startServer({ framework, variant, databaseUrl, exposeGc = false, cpuProf, startTimeoutMs = 30_000 }) {
+export function startServer({ framework, variant, databaseUrl, nodePath = process.execPath, exposeGc = false, cpuProf, startTimeoutMs = 30_000 }) {
   const args = [];
   if (exposeGc) args.push('--expose-gc');
   if (cpuProf) args.push('--cpu-prof', `--cpu-prof-dir=${cpuProf}`);
   args.push(SERVER_ENTRY);
-  const child = spawn(process.execPath, args, {
+  const child = spawn(nodePath, args, {
     env: { ...process.env, DATABASE_URL: databaseUrl, BENCH_FRAMEWORK: framework, BENCH_VARIANT: variant },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
@@ -125,11 +133,13 @@ export function startServer({ framework, variant, databaseUrl, exposeGc = false,
       child.removeAllListeners('exit');
       child.stdout.removeAllListeners('data');
       child.stdout.resume();
-      const { port, controlPort } = JSON.parse(match[1]);
+      const { port, controlPort, node, notes } = JSON.parse(match[1]);
       const control = (path) => getJson(`http://${HOST}:${controlPort}${path}`);
       resolve({
         port,
         pid: child.pid,
+        node,
+        notes: notes ?? [],
         stats: () => control('/stats'),
         reset: () => control('/reset'),
         memory: () => control('/memory'),
@@ -154,6 +164,20 @@ const randomId = () => 1 + Math.floor(Math.random() * ITEM_COUNT);
 export function requestsFor(route) {
   if (route === '/ping') return [{ method: 'GET', path: '/ping' }];
   if (route === '/items/:id') return [{ method: 'GET', path: '/items/1', setupRequest: (req) => ({ ...req, path: `/items/${randomId()}` }) }];
+  if (route === '/rls/items/:id') {
+    // the tenant that owns the row, so every answer is a 200 (a wrong tenant would be a 404: the policy hides the row)
+    return [
+      {
+        method: 'GET',
+        path: '/rls/items/1',
+        setupRequest: (req) => {
+          const id = randomId();
+          return { ...req, path: `/rls/items/${id}`, headers: { ...req.headers, 'x-tenant-id': String(tenantOf(id)) } };
+        },
+      },
+    ];
+  }
+  if (route === 'read-mostly') return [...Array.from({ length: 9 }, () => requestsFor('/items/:id')[0]), ...requestsFor('/orders')];
   if (route === '/orders') {
     return [
       {
@@ -230,6 +254,13 @@ export async function runBench(plan, { log = () => {}, databaseUrl, cpuProfDir }
   const cells = [];
   const unavailable = [];
   const memory = [];
+  const notes = [];
+  const serverNodes = new Set();
+  const nodePath = plan.nodePath ?? process.execPath;
+  const note = (server, framework, variant) => {
+    serverNodes.add(server.node);
+    for (const text of server.notes) if (!notes.some((n) => n.framework === framework && n.variant === variant && n.note === text)) notes.push({ framework, variant, note: text });
+  };
   try {
     for (let round = 1; round <= plan.rounds; round++) {
       await db.reset();
@@ -239,7 +270,8 @@ export async function runBench(plan, { log = () => {}, databaseUrl, cpuProfDir }
           if (routes.length === 0 || unavailable.some((u) => u.framework === framework && u.variant === variant)) continue;
           let server;
           try {
-            server = await startServer({ framework, variant, databaseUrl: db.url, cpuProf: cpuProfDir });
+            server = await startServer({ framework, variant, databaseUrl: db.url, nodePath, cpuProf: cpuProfDir });
+            note(server, framework, variant);
           } catch (error) {
             log(`  ${framework} × ${variant}: unavailable (${firstLine(error)})`);
             unavailable.push({ framework, variant, reason: firstLine(error) });
@@ -261,7 +293,7 @@ export async function runBench(plan, { log = () => {}, databaseUrl, cpuProfDir }
     }
     if (plan.memory) {
       for (const framework of plan.memory.frameworks.filter((f) => plan.frameworks.includes(f))) {
-        const result = await runMemory(framework, db.url, plan.memory);
+        const result = await runMemory(framework, db.url, plan.memory, nodePath);
         memory.push(result);
         log(
           `  memory ${framework} × sessionlocal: ${result.checkpoints.map((c) => `${c.requests} req → RSS ${mib(c.rssBytes)} MiB`).join(', ')} (${result.growthPct >= 0 ? '+' : ''}${result.growthPct}%)`,
@@ -273,7 +305,9 @@ export async function runBench(plan, { log = () => {}, databaseUrl, cpuProfDir }
     await db.close();
     activeDb = undefined;
   }
-  return { schema: 1, generatedAt: new Date().toISOString(), elapsedS: Math.round((Date.now() - started) / 1000), machine: machineInfo(), plan, cells, unavailable, memory };
+  // machine.node is the harness (autocannon); machine.serverNode the Node the servers ran on
+  const machine = { ...machineInfo(), serverNode: [...serverNodes].join(', ') || null, serverNodePath: nodePath };
+  return { schema: 2, generatedAt: new Date().toISOString(), elapsedS: Math.round((Date.now() - started) / 1000), machine, plan, cells, unavailable, notes, memory };
 }
 
 async function runCell(server, key, plan) {
@@ -286,8 +320,8 @@ async function runCell(server, key, plan) {
 }
 
 /** RSS of the `sessionlocal` server after each checkpoint (total requests it served), after a forced GC. */
-async function runMemory(framework, databaseUrl, { checkpoints, connections }) {
-  const server = await startServer({ framework, variant: 'sessionlocal', databaseUrl, exposeGc: true });
+async function runMemory(framework, databaseUrl, { checkpoints, connections }, nodePath) {
+  const server = await startServer({ framework, variant: 'sessionlocal', databaseUrl, nodePath, exposeGc: true });
   try {
     const points = [];
     let served = 0;
@@ -311,7 +345,7 @@ export function formatCell(c) {
     .map(([code, n]) => `${code}×${n}`)
     .join(' ');
   const hold = c.hold.count ? ` hold ${c.hold.meanMs}ms` : '';
-  return `  r${c.round} ${c.framework.padEnd(7)} ${c.variant.padEnd(16)} ${c.route.padEnd(10)} c=${String(c.connections).padEnd(3)} ${String(c.reqPerSec).padStart(6)} req/s p50 ${c.latencyMs.p50}ms p99 ${c.latencyMs.p99}ms err ${c.errors + c.timeouts}${codes ? ` ${codes}` : ''}${hold}`;
+  return `  r${c.round} ${c.framework.padEnd(7)} ${c.variant.padEnd(21)} ${c.route.padEnd(14)} c=${String(c.connections).padEnd(3)} ${String(c.reqPerSec).padStart(6)} req/s p50 ${c.latencyMs.p50}ms p99 ${c.latencyMs.p99}ms err ${c.errors + c.timeouts}${codes ? ` ${codes}` : ''}${hold}`;
 }
 
 const firstLine = (error) => String(error?.message ?? error).split('\n')[0];

@@ -2,6 +2,10 @@
 // Top self-time functions of a V8 .cpuprofile (as written by `node --cpu-prof`).
 // usage: node src/profile-top.js FILE.cpuprofile [N]
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+// paths inside this checkout are shown relative to it (packages/…, bench/…)
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 const [file, n = '25'] = process.argv.slice(2);
 if (!file) {
@@ -32,7 +36,7 @@ for (const [id, count] of selfSamples) {
     ? url
         .replace(/^file:\/\//, '')
         .replace(/.*node_modules\/\.pnpm\/[^/]+\/node_modules\//, '')
-        .replace(/^\/work\/main\//, '')
+        .replace(REPO_ROOT, '')
     : byId.get(id).callFrame.functionName || '(native)';
   byFile.set(file, (byFile.get(file) ?? 0) + count);
 }

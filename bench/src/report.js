@@ -11,32 +11,39 @@ export function renderMarkdown(results) {
   lines.push('# sessionlocal benchmark');
   lines.push('');
   lines.push(`Command: \`${results.command}\` (${results.generatedAt}, ${results.elapsedS} s).`);
-  lines.push(`Machine: ${machine.nproc} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}.`);
+  lines.push(
+    `Machine: ${machine.nproc} cores (${machine.cpu}), ${machine.memoryGiB} GiB, ${machine.platform}; servers on Node ${machine.serverNode ?? machine.node}, harness (autocannon) on Node ${machine.node}.`,
+  );
   lines.push(
     `Plan: ${plan.rounds} round(s), ${plan.durationS} s per cell after a ${plan.warmupS} s warm-up; DB routes at ${plan.dbLoads.join(' and ')} connections, /ping at ${plan.pingLoads.join(' and ')}; pool max 10; figures are medians over rounds; ratios are req/s against the same framework, route and load in this run.`,
   );
   lines.push('');
-  lines.push('| framework | route | conns | variant | req/s | p50 ms | p99 ms | errors | non-2xx | hold mean ms | hold p99 ms | × manual | × raw-pg | × cls | × bare |');
-  lines.push('|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push('| framework | route | conns | variant | req/s | p50 ms | p99 ms | errors | non-2xx | hold mean ms | hold p99 ms | × manual | × raw-pg | × cls | × bare | × no settings |');
+  lines.push('|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of summary) {
     const non2xx = r.non2xx ? `${r.non2xx}${r.non2xxOther503 === 0 ? ' (503)' : ''}` : '0';
-    const name = r.variant === 'sessionlocal' ? '**sessionlocal**' : r.variant;
+    const name = r.variant === 'sessionlocal' || r.variant === 'sessionlocal-deferred' ? `**${r.variant}**` : r.variant;
     lines.push(
-      `| ${r.framework} | \`${r.route}\` | ${r.connections} | ${name} | ${r.reqPerSec} | ${fmt(r.p50Ms, 1)} | ${fmt(r.p99Ms, 1)} | ${r.errors} | ${non2xx} | ${fmt(r.holdMeanMs, 2)} | ${fmt(r.holdP99Ms, 2)} | ${times(r.vsManual)} | ${times(r.vsRawPg)} | ${times(r.vsCls)} | ${times(r.vsBare)} |`,
+      `| ${r.framework} | \`${r.route}\` | ${r.connections} | ${name} | ${r.reqPerSec} | ${fmt(r.p50Ms, 1)} | ${fmt(r.p99Ms, 1)} | ${r.errors} | ${non2xx} | ${fmt(r.holdMeanMs, 2)} | ${fmt(r.holdP99Ms, 2)} | ${times(r.vsManual)} | ${times(r.vsRawPg)} | ${times(r.vsCls)} | ${times(r.vsBare)} | ${times(r.vsNoSettings)} |`,
     );
   }
-  if (unavailable.length) {
+  if (unavailable.length || results.notes?.length) {
     lines.push('');
     for (const u of unavailable) lines.push(`- ${u.framework} × ${u.variant}: not run (${u.reason})`);
+    for (const n of results.notes ?? []) lines.push(`- ${n.framework} × ${n.variant}: ${n.note}`);
   }
+  lines.push('');
+  lines.push(
+    "`read-mostly`: a load, not a route: each connection sends 9 `GET /items/:id` then 1 `POST /orders`, in turn. `× no settings`: `/rls/items/:id` (settings per request, row-level security) against the same variant's `/items/:id`.",
+  );
   lines.push('');
   lines.push('## Targets');
   lines.push('');
-  lines.push('| target | framework | route | conns | value | holds |');
-  lines.push('|---|---|---|---:|---:|---|');
+  lines.push('| target | variant | framework | route | conns | value | holds |');
+  lines.push('|---|---|---|---|---:|---:|---|');
   for (const t of targets) {
     const value = t.id === 'no-errors-high' ? String(t.value) : t.value == null ? '—' : `${t.value.toFixed(2)}×`;
-    lines.push(`| ${t.label} | ${t.framework} | \`${t.route}\` | ${t.connections} | ${value} | ${t.holds == null ? 'n/a' : t.holds ? 'yes' : '**no**'} |`);
+    lines.push(`| ${t.label} | ${t.variant} | ${t.framework} | \`${t.route}\` | ${t.connections} | ${value} | ${t.holds == null ? 'n/a' : t.holds ? 'yes' : '**no**'} |`);
   }
   const held = targets.filter((t) => t.holds === true).length;
   lines.push('');
@@ -64,6 +71,7 @@ const COLORS = {
   'sequelize-manual': '#f28e2b',
   'sequelize-cls': '#e15759',
   sessionlocal: '#59a14f',
+  'sessionlocal-deferred': '#2f6b2a',
   'sessionlocal-otel': '#8cd17d',
 };
 
@@ -102,7 +110,7 @@ export function renderSvg(results) {
     y += 10;
   }
   const height = y + 10;
-  const title = `req/s (median of ${results.plan.rounds} round(s), ${results.plan.durationS} s cells, pool max 10) — ${results.machine.nproc} cores, Node ${results.machine.node}`;
+  const title = `req/s (median of ${results.plan.rounds} round(s), ${results.plan.durationS} s cells, pool max 10) — ${results.machine.nproc} cores, servers on Node ${results.machine.serverNode ?? results.machine.node}`;
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" role="img">`,
     `<title>sessionlocal benchmark: ${esc(title)}</title>`,

@@ -9,6 +9,12 @@ const median = (values) => {
 const ratio = (a, b) => (a == null || !b ? null : Math.round((a / b) * 100) / 100);
 const round2 = (x) => (x == null ? null : Math.round(x * 100) / 100);
 
+/** The RLS route, and the route without settings it is compared with (same variant, framework, load). */
+export const RLS_ROUTE = '/rls/items/:id';
+export const NO_SETTINGS_ROUTE = '/items/:id';
+const DEFAULT = 'sessionlocal';
+const DEFERRED = 'sessionlocal-deferred';
+
 /** One row per framework × route × connections × variant: medians over its rounds. */
 export function summarise(cells) {
   const groups = new Map();
@@ -48,9 +54,14 @@ export function summarise(cells) {
     row.vsCls = ratio(row.reqPerSec, peer('sequelize-cls')?.reqPerSec);
     row.vsBare = ratio(row.reqPerSec, peer('bare')?.reqPerSec);
     row.p99VsManual = ratio(row.p99Ms, peer('sequelize-manual')?.p99Ms);
+    // the RLS route against the same variant's route without settings (`/items/:id`: the same findByPk on a table of the same shape)
+    row.vsNoSettings =
+      row.route === RLS_ROUTE
+        ? ratio(row.reqPerSec, rows.find((r) => r.framework === row.framework && r.route === NO_SETTINGS_ROUTE && r.connections === row.connections && r.variant === row.variant)?.reqPerSec)
+        : null;
   }
-  const order = ['bare', 'raw-pg', 'fastify-postgres', 'sequelize-manual', 'sequelize-cls', 'sessionlocal', 'sessionlocal-otel'];
-  const routeOrder = ['/ping', '/items/:id', '/orders'];
+  const order = ['bare', 'raw-pg', 'fastify-postgres', 'sequelize-manual', 'sequelize-cls', 'sessionlocal', 'sessionlocal-deferred', 'sessionlocal-otel'];
+  const routeOrder = ['/ping', '/items/:id', '/rls/items/:id', '/orders', 'read-mostly'];
   const frameworkOrder = ['express', 'koa', 'fastify'];
   rows.sort(
     (a, b) =>
@@ -63,52 +74,41 @@ export function summarise(cells) {
 }
 
 /**
- * The issue's targets, each `{ id, label, framework, route, connections, value, threshold, holds }`
- * (`holds` is null when the run lacks a row it needs).
+ * The issue's targets (issue 15), each `{ id, label, variant, framework, route, connections, value,
+ * threshold, holds }` (`holds` is null when the run lacks a row it needs). `sessionlocal` is the
+ * default mode, `sessionlocal-deferred` the deferred-read mode.
  */
 export function checkTargets(summary, memory) {
   const targets = [];
-  const sl = summary.filter((r) => r.variant === 'sessionlocal');
-  for (const row of sl.filter((r) => r.route !== '/ping')) {
-    const at = { framework: row.framework, route: row.route, connections: row.connections };
-    targets.push({ id: 'vs-manual', label: 'req/s ≥ 1.0× sequelize-manual', ...at, value: row.vsManual, threshold: 1.0, holds: row.vsManual == null ? null : row.vsManual >= 1.0 });
-    targets.push({ id: 'vs-cls', label: 'req/s ≥ 1.3× sequelize-cls', ...at, value: row.vsCls, threshold: 1.3, holds: row.vsCls == null ? null : row.vsCls >= 1.3 });
-    targets.push({ id: 'p99-vs-manual', label: 'p99 ≤ 1.1× sequelize-manual', ...at, value: row.p99VsManual, threshold: 1.1, holds: row.p99VsManual == null ? null : row.p99VsManual <= 1.1 });
+  const check = (id, label, row, value, holds) =>
+    targets.push({ id, label, variant: row.variant, framework: row.framework, route: row.route, connections: row.connections, value, holds: value == null ? null : holds(value) });
+  const of = (variant) => summary.filter((r) => r.variant === variant);
+  const db = (r) => r.route !== '/ping';
+  for (const row of of(DEFERRED).filter((r) => r.route === '/items/:id')) check('items-vs-manual', 'req/s ≥ 1.5× sequelize-manual', row, row.vsManual, (v) => v >= 1.5);
+  for (const variant of [DEFAULT, DEFERRED]) {
+    for (const row of of(variant).filter((r) => r.route === '/orders')) check('orders-vs-manual', 'req/s ≥ 1.2× sequelize-manual', row, row.vsManual, (v) => v >= 1.2);
   }
-  for (const row of sl.filter((r) => r.route === '/ping')) {
-    const holds = row.vsBare == null ? null : row.vsBare >= 0.98;
-    targets.push({ id: 'ping-vs-bare', label: '/ping ≥ 0.98× bare', framework: row.framework, route: row.route, connections: row.connections, value: row.vsBare, threshold: 0.98, holds });
+  for (const variant of [DEFAULT, DEFERRED]) {
+    for (const row of of(variant).filter(db)) check('vs-cls', 'req/s ≥ 1.5× sequelize-cls', row, row.vsCls, (v) => v >= 1.5);
+  }
+  for (const row of of(DEFAULT).filter((r) => r.route === RLS_ROUTE)) check('rls-vs-no-settings', `req/s ≥ 0.95× \`${NO_SETTINGS_ROUTE}\` (no settings)`, row, row.vsNoSettings, (v) => v >= 0.95);
+  for (const row of of(DEFAULT).filter((r) => r.route === '/ping')) check('ping-vs-bare', '/ping ≥ 0.98× bare', row, row.vsBare, (v) => v >= 0.98);
+  for (const variant of [DEFAULT, DEFERRED]) {
+    for (const row of of(variant).filter(db)) check('p99-vs-manual', 'p99 ≤ 1.0× sequelize-manual', row, row.p99VsManual, (v) => v <= 1.0);
   }
   const high = Math.max(0, ...summary.map((r) => r.connections));
   if (high >= 256) {
-    for (const row of sl.filter((r) => r.connections === high && r.route !== '/ping')) {
-      const bad = row.errors + row.non2xxOther503;
-      targets.push({
-        id: 'no-errors-high',
-        label: `no errors but 503s at ${high} connections`,
-        framework: row.framework,
-        route: row.route,
-        connections: high,
-        value: bad,
-        threshold: 0,
-        holds: bad === 0,
-      });
+    for (const variant of [DEFAULT, DEFERRED]) {
+      for (const row of of(variant).filter((r) => r.connections === high && db(r))) {
+        check('no-errors-high', `no errors but 503s at ${high} connections`, row, row.errors + row.non2xxOther503, (v) => v === 0);
+      }
     }
   }
   for (const m of memory ?? []) {
     const first = m.checkpoints[0];
     const last = m.checkpoints[m.checkpoints.length - 1];
     const value = ratio(last.rssBytes, first.rssBytes);
-    targets.push({
-      id: 'rss',
-      label: `RSS after ${last.requests} req ≤ 1.1× after ${first.requests} req`,
-      framework: m.framework,
-      route: 'mixed',
-      connections: m.connections,
-      value,
-      threshold: 1.1,
-      holds: value <= 1.1,
-    });
+    check('rss', `RSS after ${last.requests} req within ±10 % of after ${first.requests} req`, { ...m, route: 'mixed' }, value, (v) => v >= 0.9 && v <= 1.1);
   }
   return targets;
 }

@@ -2,7 +2,7 @@
 // runs the same statements: Sequelize (models from @sessionlocal/shop-domain) and plain `pg`.
 import { randomUUID } from 'node:crypto';
 import { PoolTimeoutError } from '@sessionlocal/session-core';
-import { ConnectionAcquireTimeoutError, QueryTypes } from 'sequelize';
+import { ConnectionAcquireTimeoutError, DataTypes, QueryTypes } from 'sequelize';
 
 /** A response the handler chose (404, 409, 400): not a failure of the variant. */
 export class HttpError extends Error {
@@ -32,6 +32,30 @@ export function parseOrder(body) {
   return { itemId, quantity };
 }
 
+/** `GET /rls/items/:id` tenant: the `x-tenant-id` header, a positive integer (sent as the `app.tenant_id` setting). */
+export function parseTenant(raw) {
+  if (typeof raw !== 'string' || !/^[1-9][0-9]{0,8}$/.test(raw)) throw new HttpError(400, 'invalid_request', 'x-tenant-id must be a positive integer');
+  return raw;
+}
+
+/** The RLS route's model: `tenant_items` (see database.js), the columns of `items` plus `tenantId`. */
+export function defineTenantItem(sequelize) {
+  return sequelize.define(
+    'TenantItem',
+    {
+      id: { type: DataTypes.INTEGER, autoIncrement: true, primaryKey: true },
+      tenantId: { type: DataTypes.INTEGER, allowNull: false },
+      name: { type: DataTypes.STRING(200), allowNull: false },
+      priceCents: { type: DataTypes.INTEGER, allowNull: false },
+      stock: { type: DataTypes.INTEGER, allowNull: false },
+    },
+    { underscored: true, timestamps: true, tableName: 'tenant_items' },
+  );
+}
+
+/** What the hand-written variants send to scope a transaction to a tenant (sessionlocal sends the same from `settings`). */
+export const SET_TENANT_SQL = "SELECT set_config('app.tenant_id', $1, true)";
+
 const paymentId = () => `pay_${randomUUID().replaceAll('-', '')}`;
 
 /**
@@ -39,11 +63,23 @@ const paymentId = () => `pay_${randomUUID().replaceAll('-', '')}`;
  * so the query joins the ambient transaction (`sequelize-cls`, `sessionlocal`).
  */
 export function sequelizeUseCases(sequelize, { Item, Order, Payment }) {
+  const TenantItem = defineTenantItem(sequelize);
   return {
     async getItem(id, transaction) {
       const item = await Item.findByPk(id, { transaction });
       if (!item) throw new HttpError(404, 'not_found', `Item ${id} not found`);
       return { id: item.id, name: item.name, priceCents: item.priceCents, stock: item.stock };
+    },
+    /**
+     * `GET /rls/items/:id`: the row-level-security policy decides what the tenant sees. `tenant`
+     * given: `set_config` first, by hand, in the same transaction (`sequelize-manual`,
+     * `sequelize-cls`); `undefined`: the session already carries it (`sessionlocal`'s `settings`).
+     */
+    async getTenantItem(id, tenant, transaction) {
+      if (tenant !== undefined) await sequelize.query(SET_TENANT_SQL, { bind: [tenant], type: QueryTypes.SELECT, transaction });
+      const item = await TenantItem.findByPk(id, { transaction });
+      if (!item) throw new HttpError(404, 'not_found', `Item ${id} not found`);
+      return { id: item.id, tenantId: item.tenantId, name: item.name, priceCents: item.priceCents, stock: item.stock };
     },
     /** Three writes: conditional stock decrement, order insert, payment insert. */
     async purchase({ itemId, quantity }, transaction) {
@@ -62,6 +98,12 @@ export function sequelizeUseCases(sequelize, { Item, Order, Payment }) {
 export const pgUseCases = {
   async getItem(client, id) {
     const { rows } = await client.query('SELECT id, name, price_cents AS "priceCents", stock FROM items WHERE id = $1', [id]);
+    if (!rows[0]) throw new HttpError(404, 'not_found', `Item ${id} not found`);
+    return rows[0];
+  },
+  async getTenantItem(client, id, tenant) {
+    await client.query(SET_TENANT_SQL, [tenant]);
+    const { rows } = await client.query('SELECT id, tenant_id AS "tenantId", name, price_cents AS "priceCents", stock FROM tenant_items WHERE id = $1', [id]);
     if (!rows[0]) throw new HttpError(404, 'not_found', `Item ${id} not found`);
     return rows[0];
   },

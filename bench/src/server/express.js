@@ -1,8 +1,8 @@
-// Express 5, one app per variant. Routes: GET /ping, GET /items/:id, POST /orders.
+// Express 5, one app per variant. Routes: GET /ping, GET /items/:id, GET /rls/items/:id, POST /orders.
 import { createServer } from 'node:http';
 import { sessionLocal } from '@sessionlocal/adapter-express';
 import express from 'express';
-import { errorResponse, inPgTransaction, parseId, parseOrder, pgUseCases } from './domain.js';
+import { errorResponse, inPgTransaction, parseId, parseOrder, parseTenant, pgUseCases } from './domain.js';
 import { listenable, Rollback } from './variants.js';
 
 /** Build the variant's app: `{ server, listen(host) }` (the `node:http` server, not yet listening). */
@@ -52,7 +52,7 @@ export async function createExpressServer(variant, layer) {
           if (!(error instanceof Rollback) && !res.headersSent) next(error);
         });
     });
-  } else if (variant === 'sessionlocal' || variant === 'sessionlocal-otel') {
+  } else if (layer.SessionLocal) {
     app.use(sessionLocal({ factory: layer.SessionLocal }));
   }
   if (variant !== 'bare') app.use(express.json());
@@ -66,6 +66,11 @@ export async function createExpressServer(variant, layer) {
       const id = parseId(req.params.id);
       res.json(await inPgTransaction(layer.pool, (client) => pgUseCases.getItem(client, id)));
     });
+    app.get('/rls/items/:id', async (req, res) => {
+      const id = parseId(req.params.id);
+      const tenant = parseTenant(req.get('x-tenant-id'));
+      res.json(await inPgTransaction(layer.pool, (client) => pgUseCases.getTenantItem(client, id, tenant)));
+    });
     app.post('/orders', async (req, res) => {
       const input = parseOrder(req.body);
       res.status(201).json(await inPgTransaction(layer.pool, (client) => pgUseCases.purchase(client, input)));
@@ -77,6 +82,18 @@ export async function createExpressServer(variant, layer) {
       check?.();
       res.json(await useCases.getItem(parseId(req.params.id), req.t));
     });
+    if (layer.SessionLocal) {
+      // the session carries the tenant: set_config(…, true) goes with its BEGIN
+      const tenantSettings = sessionLocal.route({ settings: (req) => ({ 'app.tenant_id': parseTenant(req.get('x-tenant-id')) }) });
+      app.get('/rls/items/:id', tenantSettings, async (req, res) => {
+        res.json(await useCases.getTenantItem(parseId(req.params.id), undefined));
+      });
+    } else {
+      app.get('/rls/items/:id', async (req, res) => {
+        check?.();
+        res.json(await useCases.getTenantItem(parseId(req.params.id), parseTenant(req.get('x-tenant-id')), req.t));
+      });
+    }
     app.post('/orders', async (req, res) => {
       check?.();
       res.status(201).json(await useCases.purchase(parseOrder(req.body), req.t));

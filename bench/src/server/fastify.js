@@ -1,8 +1,8 @@
-// Fastify 5, one app per variant. Routes: GET /ping, GET /items/:id, POST /orders.
+// Fastify 5, one app per variant. Routes: GET /ping, GET /items/:id, GET /rls/items/:id, POST /orders.
 import fastifyPostgres from '@fastify/postgres';
 import { fastifySessionLocal } from '@sessionlocal/adapter-fastify';
 import Fastify from 'fastify';
-import { errorResponse, inPgTransaction, parseId, parseOrder, pgUseCases } from './domain.js';
+import { errorResponse, inPgTransaction, parseId, parseOrder, parseTenant, pgUseCases } from './domain.js';
 import { instrumentPgPool } from './hold.js';
 import { pgPoolOptions, Rollback } from './variants.js';
 
@@ -52,7 +52,7 @@ export async function createFastifyServer(variant, layer, { url, recorder }) {
           if (!(error instanceof Rollback) && !reply.sent) reply.send(error);
         });
     });
-  } else if (variant === 'sessionlocal') {
+  } else if (layer.SessionLocal) {
     await app.register(fastifySessionLocal, { factory: layer.SessionLocal });
   } else if (variant === 'fastify-postgres') {
     await app.register(fastifyPostgres, pgPoolOptions(url));
@@ -70,6 +70,11 @@ export async function createFastifyServer(variant, layer, { url, recorder }) {
       const id = parseId(request.params.id);
       return inPgTransaction(layer.pool, (client) => pgUseCases.getItem(client, id));
     });
+    app.get('/rls/items/:id', async (request) => {
+      const id = parseId(request.params.id);
+      const tenant = parseTenant(request.headers['x-tenant-id']);
+      return inPgTransaction(layer.pool, (client) => pgUseCases.getTenantItem(client, id, tenant));
+    });
     app.post('/orders', async (request, reply) => {
       const input = parseOrder(request.body);
       reply.code(201);
@@ -77,6 +82,10 @@ export async function createFastifyServer(variant, layer, { url, recorder }) {
     });
   } else if (variant === 'fastify-postgres') {
     app.get('/items/:id', { pg: { transact: true } }, async (request) => pgUseCases.getItem(request.pg, parseId(request.params.id)));
+    app.get('/rls/items/:id', { pg: { transact: true } }, async (request) => {
+      const id = parseId(request.params.id);
+      return pgUseCases.getTenantItem(request.pg, id, parseTenant(request.headers['x-tenant-id']));
+    });
     app.post('/orders', { pg: { transact: true } }, async (request, reply) => {
       const input = parseOrder(request.body);
       reply.code(201);
@@ -89,6 +98,16 @@ export async function createFastifyServer(variant, layer, { url, recorder }) {
       check?.();
       return useCases.getItem(parseId(request.params.id), request.t ?? undefined);
     });
+    if (layer.SessionLocal) {
+      // the session carries the tenant: set_config(…, true) goes with its BEGIN
+      const tenantSettings = { settings: (request) => ({ 'app.tenant_id': parseTenant(request.headers['x-tenant-id']) }) };
+      app.get('/rls/items/:id', { config: { sessionLocal: tenantSettings } }, async (request) => useCases.getTenantItem(parseId(request.params.id), undefined));
+    } else {
+      app.get('/rls/items/:id', async (request) => {
+        check?.();
+        return useCases.getTenantItem(parseId(request.params.id), parseTenant(request.headers['x-tenant-id']), request.t ?? undefined);
+      });
+    }
     app.post('/orders', async (request, reply) => {
       check?.();
       const result = await useCases.purchase(parseOrder(request.body), request.t ?? undefined);

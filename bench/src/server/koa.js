@@ -1,10 +1,10 @@
-// Koa 3 + @koa/router, one app per variant. Routes: GET /ping, GET /items/:id, POST /orders.
+// Koa 3 + @koa/router, one app per variant. Routes: GET /ping, GET /items/:id, GET /rls/items/:id, POST /orders.
 import { createServer } from 'node:http';
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import { sessionLocal } from '@sessionlocal/adapter-koa';
 import Koa from 'koa';
-import { errorResponse, inPgTransaction, parseId, parseOrder, pgUseCases } from './domain.js';
+import { errorResponse, inPgTransaction, parseId, parseOrder, parseTenant, pgUseCases } from './domain.js';
 import { listenable, Rollback } from './variants.js';
 
 /** Build the variant's app: `{ server, listen(host) }` (the `node:http` server, not yet listening). */
@@ -52,7 +52,7 @@ export async function createKoaServer(variant, layer) {
         if (!(error instanceof Rollback)) throw error;
       }
     });
-  } else if (variant === 'sessionlocal' || variant === 'sessionlocal-otel') {
+  } else if (layer.SessionLocal) {
     app.use(sessionLocal({ factory: layer.SessionLocal }));
   }
   if (variant !== 'bare') app.use(bodyParser());
@@ -66,6 +66,11 @@ export async function createKoaServer(variant, layer) {
       const id = parseId(ctx.params.id);
       ctx.body = await inPgTransaction(layer.pool, (client) => pgUseCases.getItem(client, id));
     });
+    router.get('/rls/items/:id', async (ctx) => {
+      const id = parseId(ctx.params.id);
+      const tenant = parseTenant(ctx.get('x-tenant-id'));
+      ctx.body = await inPgTransaction(layer.pool, (client) => pgUseCases.getTenantItem(client, id, tenant));
+    });
     router.post('/orders', async (ctx) => {
       const input = parseOrder(ctx.request.body);
       ctx.body = await inPgTransaction(layer.pool, (client) => pgUseCases.purchase(client, input));
@@ -78,6 +83,18 @@ export async function createKoaServer(variant, layer) {
       check?.();
       ctx.body = await useCases.getItem(parseId(ctx.params.id), ctx.state.t);
     });
+    if (layer.SessionLocal) {
+      // the session carries the tenant: set_config(…, true) goes with its BEGIN
+      const tenantSettings = sessionLocal.route({ settings: (ctx) => ({ 'app.tenant_id': parseTenant(ctx.get('x-tenant-id')) }) });
+      router.get('/rls/items/:id', tenantSettings, async (ctx) => {
+        ctx.body = await useCases.getTenantItem(parseId(ctx.params.id), undefined);
+      });
+    } else {
+      router.get('/rls/items/:id', async (ctx) => {
+        check?.();
+        ctx.body = await useCases.getTenantItem(parseId(ctx.params.id), parseTenant(ctx.get('x-tenant-id')), ctx.state.t);
+      });
+    }
     router.post('/orders', async (ctx) => {
       check?.();
       ctx.body = await useCases.purchase(parseOrder(ctx.request.body), ctx.state.t);

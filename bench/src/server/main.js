@@ -57,7 +57,7 @@ const control = createServer((req, res) => {
 
 const port = await app.listen(HOST);
 const controlPort = await new Promise((resolve) => control.listen(0, HOST, () => resolve(control.address().port)));
-console.log(`BENCH_READY ${JSON.stringify({ port, controlPort, pid: process.pid })}`);
+console.log(`BENCH_READY ${JSON.stringify({ port, controlPort, pid: process.pid, node: process.version, notes: layer.notes ?? [] })}`);
 
 let stopping = false;
 async function stop() {
