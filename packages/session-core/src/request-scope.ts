@@ -225,7 +225,11 @@ export class RequestScope {
    */
   end(outcome: RequestOutcome): Promise<RequestResult> {
     // registrations that end at the same point end together ('after-response' ones end on 'finish')
-    if (!this.ending && this.group) RequestScope.endGroup(this.group().filter((scope) => scope?.finish === this.finish), outcome);
+    if (!this.ending && this.group)
+      RequestScope.endGroup(
+        this.group().filter((scope) => scope?.finish === this.finish),
+        outcome,
+      );
     if (!this.ending && !this.endIfUntouched(outcome)) this.ending = this.endNow(outcome);
     return this.ending as Promise<RequestResult>;
   }
@@ -361,7 +365,7 @@ export function openRequestScope<Req>(options: RequestSessionOptions<Req>, req: 
   const carrier = merged.readYourWrites ? resolveCarrier(merged.readYourWrites, options.name) : undefined;
   if (carrier) {
     const factory = options.factory;
-    const overrides: SessionOptions = { ...(settings && { settings }), ...(readOnly !== undefined && { readOnly }) };
+    const overrides: SessionOptions = requestOverrides(options.factory, settings, readOnly) ?? {};
     if ((readOnly ?? factory.options.readOnly) === true) {
       const minLsn = receivedLsn(carrier, req);
       if (minLsn !== undefined) overrides.minLsn = minLsn;
@@ -370,8 +374,23 @@ export function openRequestScope<Req>(options: RequestSessionOptions<Req>, req: 
     }
     return new RequestScope(factory(overrides), merged.finish ?? 'before-response', merged.commitWhen ?? defaultCommitWhen, options.name ?? 'db', carrier);
   }
-  const session = settings === undefined && readOnly === undefined ? options.factory() : options.factory({ ...(settings && { settings }), ...(readOnly !== undefined && { readOnly }) });
+  const session = options.factory(requestOverrides(options.factory, settings, readOnly));
   return new RequestScope(session, merged.finish ?? 'before-response', merged.commitWhen ?? defaultCommitWhen, options.name ?? 'db');
+}
+
+/**
+ * The session options a request gives (`settings(req)`, `readOnly(req)`). A request with settings
+ * on a `deferredReads` factory runs in the default mode: a read before BEGIN would miss them.
+ */
+function requestOverrides(factory: SessionFactory, settings: Record<string, string> | undefined, readOnly: boolean | undefined): SessionOptions | undefined {
+  if (settings === undefined && readOnly === undefined) return undefined;
+  const overrides: SessionOptions = {};
+  if (settings) {
+    overrides.settings = settings;
+    if (factory.options.deferredReads) overrides.deferredReads = false;
+  }
+  if (readOnly !== undefined) overrides.readOnly = readOnly;
+  return overrides;
 }
 
 const carriers = new WeakMap<object, ResolvedCarrier>();
