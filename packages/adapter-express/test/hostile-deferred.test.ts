@@ -58,6 +58,21 @@ beforeAll(async () => {
     res.json({ t: rows[0]!.t });
   });
   app.use('/tenanted', tenanted);
+  // a middleware reads (deferred: no BEGIN yet, the connection held), then the route asks for its own options
+  app.get(
+    '/read-then-route',
+    async (req, _res, next) => {
+      await Item.findAll();
+      next();
+    },
+    sessionLocal.route({ readOnly: () => true }),
+    (_req, res) => {
+      res.json({ swapped: true });
+    },
+  );
+  app.use((error: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+    res.status(500).json({ error: error.name, message: error.message });
+  });
   app.use(sessionLocal.errors());
   app.use((err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
     res.status(500).json({ error: err.constructor.name, message: err.message });
@@ -112,4 +127,12 @@ it('adapter settings(req) on a deferred factory: the request runs in the default
   const body = await r.text();
   expect(r.status, body).toBe(200);
   expect(JSON.parse(body)).toEqual({ t: '42' });
+});
+
+it("sessionLocal.route() after a middleware's deferred read is refused (the session is in use), never a silent second session", async () => {
+  const r = await fetch(`${base}/read-then-route`);
+  const body = (await r.json()) as { error?: string; message?: string };
+  expect(r.status).toBe(500);
+  expect(body.message).toMatch(/per-route session options must run before anything uses the request session/);
+  expect(engine.stats().pool.inUse).toBe(0);
 });

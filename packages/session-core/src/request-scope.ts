@@ -484,7 +484,7 @@ function sendLsn(carrier: ResolvedCarrier, res: ResponseLike | undefined, lsn: s
  * Throws `ConfigError` when something already used the request's session.
  */
 export function reopenRequestScope<Req>(current: RequestScope | undefined, options: RequestSessionOptions<Req>, req: Req, route: RouteSessionOptions<Req>): RequestScope | undefined {
-  if (current && current.session.holdsConnection) {
+  if (current?.session.holdsConnection) {
     throw new SessionLocalConfigError('route', 'per-route session options must run before anything uses the request session (put the route middleware first)');
   }
   const next = openRequestScope(options, req, route);
