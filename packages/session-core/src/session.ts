@@ -6,6 +6,7 @@ import {
   CommitOutcomeUnknownError,
   NestedTransactionError,
   RawTransactionControlError,
+  ReplicaUnavailableError,
   SessionClosedError,
   SessionStateLeftError,
   TransactionAbortedError,
@@ -243,7 +244,7 @@ export class Session {
         await sendBegin(held.connection, pending);
       } catch (error) {
         // a stale pooled connection died before answering: nothing began, once more on a fresh one
-        if (this.transport !== poolTransport || !lostUnanswered(held.connection)) throw error;
+        if (this.transport !== poolTransport || !nothingRan(held.connection, error)) throw error;
         await this.reconnect(held, error);
         await sendBegin(held.connection, pending);
       }
@@ -504,7 +505,7 @@ export class Session {
         held.pendingBegin = undefined;
         if (this.engine.options.echo) this.engine.log(describeBegin(pending));
         let sent = await sendWithBegin(connection, pending, send);
-        if (sent.failed && !sent.begun && this.transport === poolTransport && lostUnanswered(connection)) {
+        if (sent.failed && !sent.begun && this.transport === poolTransport && nothingRan(connection, sent.error)) {
           // a stale pooled connection: the first statement (it carries BEGIN) got no reply before
           // the connection died, so nothing of the transaction ran. Once more, on a fresh one.
           await this.reconnect(held, sent.error);
@@ -626,7 +627,7 @@ export class Session {
     try {
       return await send();
     } catch (error) {
-      if (this.transport !== poolTransport || !lostUnanswered(held.connection)) throw this.deferredReadFailed(held, error);
+      if (this.transport !== poolTransport || !nothingRan(held.connection, error)) throw this.deferredReadFailed(held, error);
       await this.reconnect(held, error);
       try {
         return await send();
@@ -784,6 +785,15 @@ class SessionTransaction extends Transaction {
     if (finished) return Promise.reject(new Error(`Transaction cannot be rolled back because it has been finished with state: ${finished}`));
     return (ownerOf(this) as Session).rollback();
   }
+}
+
+/**
+ * A session's first statement failed before anything reached the server: the stale connection
+ * died unanswered, or its replica was marked down before the statement was sent. It can run
+ * again on a fresh connection (another replica, or the primary as the fallback).
+ */
+function nothingRan(connection: PooledConnection, error: unknown): boolean {
+  return lostUnanswered(connection) || error instanceof ReplicaUnavailableError;
 }
 
 function isBroken(connection: PooledConnection): boolean {
