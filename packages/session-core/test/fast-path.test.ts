@@ -2,7 +2,7 @@ import { QueryTypes } from 'sequelize';
 import { describe, expect, it, beforeAll } from 'vitest';
 import { TransactionAbortedError, createEngine, sessionmaker, type Engine, type SessionFactory } from '../src/index.js';
 import { SessionClient } from '../src/pipelined-begin.js';
-import { useDatabase } from './support.js';
+import { countRoundTrips, useDatabase } from './support.js';
 import { defineModels, type Models } from './models.js';
 
 const h = useDatabase();
@@ -24,7 +24,7 @@ const select = (sql: string) => engine.sequelize.query(sql, { type: QueryTypes.S
 describe('BEGIN rides on the first plain SELECT (one round trip saved, same semantics)', () => {
   it('a session whose only statement is a SELECT costs two round trips: BEGIN+SELECT, COMMIT (logged as Sequelize would)', async () => {
     let author: unknown;
-    const roundTrips = await countRoundTrips(async () => {
+    const roundTrips = await countRoundTrips(SessionLocal, async () => {
       sent.length = 0;
       author = await SessionLocal.begin(() => m.Author.findOne({ where: { name: 'Tolkien' } }), { readOnly: true });
     });
@@ -65,7 +65,7 @@ describe('BEGIN rides on the first plain SELECT (one round trip saved, same sema
   });
 
   it('a parameterised write as first statement carries BEGIN in the same pipeline: one round trip, same transaction', async () => {
-    const roundTrips = await countRoundTrips(async () => {
+    const roundTrips = await countRoundTrips(SessionLocal, async () => {
       const session = SessionLocal();
       const author = await session.run(() => m.Author.create({ name: 'Pratchett' }));
       expect(author.get('id')).toEqual(expect.any(Number));
@@ -81,7 +81,7 @@ describe('BEGIN rides on the first plain SELECT (one round trip saved, same sema
   });
 
   it('a first write without parameters carries BEGIN in the same simple query, and still runs inside the transaction', async () => {
-    const roundTrips = await countRoundTrips(() =>
+    const roundTrips = await countRoundTrips(SessionLocal, () =>
       SessionLocal.begin(async (session) => {
         sent.length = 0;
         await engine.sequelize.query(`INSERT INTO "Authors" (name) VALUES ('Gaiman')`);
@@ -133,7 +133,7 @@ describe('BEGIN rides on the first plain SELECT (one round trip saved, same sema
 
   it('sessions with settings send BEGIN, the settings and the first statement in one round trip (values bound, never inlined or logged)', async () => {
     let rows: unknown;
-    const roundTrips = await countRoundTrips(async () => {
+    const roundTrips = await countRoundTrips(SessionLocal, async () => {
       sent.length = 0;
       rows = await SessionLocal.begin(() => select("SELECT current_setting('app.user') AS u"), { settings: { 'app.user': "o'brien" } });
     });
@@ -143,20 +143,3 @@ describe('BEGIN rides on the first plain SELECT (one round trip saved, same sema
     expect(sent.join('\n')).not.toContain("o'brien");
   });
 });
-
-/** Round trips (ReadyForQuery messages) on the engine's one pooled connection while `fn` runs. */
-async function countRoundTrips(fn: () => Promise<unknown>): Promise<number> {
-  const probe = SessionLocal();
-  await probe.begin();
-  const client = probe.heldConnection as unknown as { connection: NodeJS.EventEmitter };
-  await probe.close();
-  let n = 0;
-  const count = () => n++;
-  client.connection.on('readyForQuery', count);
-  try {
-    await fn();
-  } finally {
-    client.connection.off('readyForQuery', count);
-  }
-  return n;
-}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, createEngine, sessionmaker } from '../src/index.js';
-import { useDatabase } from './support.js';
+import { countRoundTrips, useDatabase } from './support.js';
 
 const h = useDatabase();
 
@@ -58,23 +58,6 @@ describe('rule 10: transaction-local settings', () => {
   });
 
   describe('in one pipeline with BEGIN and the first statement', () => {
-    const roundTrips = async (engine: ReturnType<typeof createEngine>, fn: () => Promise<unknown>) => {
-      const SessionLocal = sessionmaker(engine);
-      const probe = SessionLocal();
-      await probe.begin();
-      const client = probe.heldConnection as unknown as { connection: NodeJS.EventEmitter };
-      await probe.close();
-      let n = 0;
-      const count = () => n++;
-      client.connection.on('readyForQuery', count);
-      try {
-        await fn();
-      } finally {
-        client.connection.off('readyForQuery', count);
-      }
-      return n;
-    };
-
     it.each([
       ['a statement without parameters', "SELECT current_setting('app.t') AS t", undefined, 2],
       ['a statement with parameters', "SELECT current_setting('app.t') AS t, $1::int AS one", [1], 2],
@@ -85,7 +68,7 @@ describe('rule 10: transaction-local settings', () => {
       h.engines.push(engine);
       const SessionLocal = sessionmaker(engine, { settings: { 'app.t': 'v1' } });
       let seen: unknown;
-      const n = await roundTrips(engine, () =>
+      const n = await countRoundTrips(sessionmaker(engine), () =>
         SessionLocal.begin(async (db) => {
           if (name.startsWith('explicit')) await db.begin();
           const [rows] = (await engine.sequelize.query(sql, bind ? { bind } : {})) as [Array<{ t: string }>, unknown];

@@ -52,3 +52,20 @@ export async function backendPid(engine: Engine): Promise<number> {
   const [rows] = (await engine.sequelize.query('SELECT pg_backend_pid() AS pid')) as [Array<{ pid: number }>, unknown];
   return rows[0]!.pid;
 }
+
+/** Round trips (ReadyForQuery messages) on the one pooled connection of `SessionLocal`'s engine (`pool.max: 1`) while `fn` runs. */
+export async function countRoundTrips(SessionLocal: SessionFactory, fn: () => Promise<unknown>): Promise<number> {
+  const probe = SessionLocal();
+  await probe.begin();
+  const client = probe.heldConnection as unknown as { connection: NodeJS.EventEmitter };
+  await probe.close();
+  let n = 0;
+  const count = () => n++;
+  client.connection.on('readyForQuery', count);
+  try {
+    await fn();
+  } finally {
+    client.connection.off('readyForQuery', count);
+  }
+  return n;
+}
