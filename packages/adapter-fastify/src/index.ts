@@ -1,7 +1,8 @@
-import type { FastifyInstance, FastifyPluginCallback, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { ConfigError, type Session } from '@sessionlocal/session-core';
 import {
+  applyResponseHeaders,
   beforeCall,
   checkRequestSessionOptions,
   joinRequestGroup,
@@ -42,63 +43,60 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
     return done(error as Error);
   }
   fastify.decorateRequest(name, null);
-  const scopes = new WeakMap<FastifyRequest, RequestScope>();
-  const sending = new WeakMap<FastifyRequest, number>(); // response decided (first onSend), its status: a late error must not answer again
+  // the registration's scope on the request, the hijack hook on the reply: declared, so both keep one shape
+  const SCOPE = Symbol(`sessionlocal.${name}`);
+  fastify.decorateRequest(SCOPE as unknown as string, null);
+  const HIJACK = beforeCall.key('hijack') as unknown as string;
+  if (!fastify.hasReplyDecorator(HIJACK)) fastify.decorateReply(HIJACK, null);
+  const scopeOf = (request: FastifyRequest) => (request as unknown as Record<symbol, RequestScope | null>)[SCOPE] ?? undefined;
   const hold = responseHolder();
-  const report = (request: FastifyRequest) => (error: unknown) => request.log.error({ err: error }, 'sessionlocal: COMMIT failed');
   const routes = routeOptionsResolver(options);
+  const reportTo = (request: FastifyRequest) => (result: RequestResult) => reportCommitFailure(options, request, result, (err) => request.log.error({ err }, 'sessionlocal: COMMIT failed'));
+  // only a hijacked reply writes the raw response itself: hold it then, not on every request
+  const onHijack = (reply: FastifyReply) => hold(reply.raw, () => scopeOf(reply.request), reportTo(reply.request));
   fastify.addHook('onRoute', (route) => routes.check((route.config as { sessionLocal?: FastifySessionLocalRouteOptions } | undefined)?.sessionLocal));
   fastify.addHook('onRequest', (request, reply, next) => {
     const resolved = routes.resolve(request.routeOptions.config);
     const scope = resolved === false ? undefined : openRequestScope(resolved, request);
     requestProperty(request, name, scope?.session);
     if (!scope) return next();
-    scopes.set(request, scope);
+    (request as unknown as Record<symbol, RequestScope>)[SCOPE] = scope;
     joinRequestGroup(request, scope); // several registrations end together, in registration order
-    // only a hijacked reply writes the raw response itself: hold it then, not on every request
-    const onResult = (result: RequestResult) => reportCommitFailure(options, request, result, report(request));
-    beforeCall(reply, 'hijack', () => hold(reply.raw, () => scope, onResult));
+    beforeCall(reply, 'hijack', onHijack);
     scope.watch(reply.raw);
     scope.run(next);
   });
   // The content-type parser continues from the request stream's events: re-enter after it (a request without a body never left the scope).
   fastify.addHook('preValidation', (request, _reply, next) => {
     const parsed = request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined;
-    const scope = parsed ? scopes.get(request) : undefined;
-    if (scope) scope.run(next);
-    else next();
+    return parsed && scopeOf(request) ? scopeOf(request)!.run(next) : next();
   });
-
   // The handler (or a hook) failed: roll back whatever status the error handler chooses.
   fastify.addHook('onError', (request, _reply, error, next) => {
-    scopes.get(request)?.fail(error);
+    scopeOf(request)?.fail(error);
     next();
   });
-
   // Commit before the status line; on a failed COMMIT send the error response instead.
   fastify.addHook('onSend', (request, reply, payload, next) => {
-    const scope = scopes.get(request);
-    // the handler threw after it answered: its error was reported; the first answer (and its status) stands
-    const first = sending.get(request);
-    if (first !== undefined) return void reply.code(first).hijack();
+    const scope = scopeOf(request);
     if (!scope) return next(null, payload);
-    sending.set(request, reply.statusCode);
+    // the handler threw after it answered: its error was reported; the first answer (and its status) stands
+    if (scope.answered !== undefined) return void reply.code(scope.answered).hijack();
+    scope.answered = reply.statusCode;
     if (scope.finish === 'after-response' || scope.endIfUntouched()) return next(null, payload);
     // as the handler gave it: a late error's handler may change status and type meanwhile
-    const status = reply.statusCode;
-    const type = reply.getHeader('content-type');
+    const [status, type] = [reply.statusCode, reply.getHeader('content-type')];
     scope.end({ status }).then((result) => {
-      const { response } = result;
-      if (!response) {
+      if (!result.response) {
         if (reply.statusCode !== status) reply.code(status).header('content-type', type);
         // Fastify writes its own headers over the raw response's: the read-your-writes token goes through the reply
-        if (result.headers) for (const [name, value] of Object.entries(result.headers)) reply.header(name, name === 'set-cookie' ? mergeCookies(reply.getHeader(name), value) : value);
+        if (result.headers) applyResponseHeaders(result.headers, reply);
         return next(null, payload);
       }
-      reportCommitFailure(options, request, result, report(request));
+      reportTo(request)(result);
       (payload as { destroy?: () => void } | null)?.destroy?.();
-      const rendered = renderHttpError(response);
-      sending.set(request, rendered.status);
+      const rendered = renderHttpError(result.response);
+      scope.answered = rendered.status;
       for (const header of Object.keys(reply.getHeaders())) reply.removeHeader(header);
       reply.code(rendered.status).headers(rendered.headers);
       next(null, rendered.body);
@@ -120,11 +118,3 @@ const plugin: FastifyPluginCallback<FastifySessionLocalOptions> = (fastify: Fast
 export const fastifySessionLocal = fp(plugin, { fastify: '5.x', name: '@sessionlocal/adapter-fastify' });
 
 export default fastifySessionLocal;
-
-/** The app's cookies plus the token's (the token replaces an older one of the same name). */
-function mergeCookies(current: unknown, added: string | string[]): string[] {
-  const ours = Array.isArray(added) ? added : [added];
-  const names = new Set(ours.map((cookie) => cookie.slice(0, cookie.indexOf('='))));
-  const theirs = current === undefined ? [] : (Array.isArray(current) ? current : [current]).map(String);
-  return [...theirs.filter((cookie) => !names.has(cookie.slice(0, cookie.indexOf('=')))), ...ours];
-}

@@ -13,6 +13,7 @@ import {
 import type { Scope } from './scope.js';
 import type { Session } from './session.js';
 import type { SessionFactory, SessionOptions } from './sessionmaker.js';
+import { applyResponseHeaders, type HeaderTarget } from './response-headers.js';
 
 /** When the session ends relative to the response. */
 export type FinishMode = 'before-response' | 'after-response';
@@ -122,6 +123,8 @@ export class RequestScope {
   private response: ResponseLike | undefined;
   private readonly carrier: ResolvedCarrier | undefined;
   private group: (() => Array<RequestScope | undefined>) | undefined;
+  /** Adapter bookkeeping: the status of the answer first decided for this request (Fastify: a late error's second `onSend` must not answer again). */
+  answered: number | undefined;
 
   constructor(session: Session, finish: FinishMode, commitWhen: (status: number) => boolean, name = 'db', carrier?: ResolvedCarrier) {
     this.session = session;
@@ -464,14 +467,11 @@ function sendLsn(carrier: ResolvedCarrier, res: ResponseLike | undefined, lsn: s
   const headers: Record<string, string | string[]> = {};
   if (carrier.header) headers[carrier.header] = lsn;
   if (carrier.cookie) {
-    const cookie = `${carrier.cookie}=${lsn}; Max-Age=${carrier.maxAgeSeconds}; Path=/; HttpOnly; SameSite=Lax`;
-    const existing = res?.getHeader?.('set-cookie');
-    const list = existing === undefined ? [] : Array.isArray(existing) ? existing.map(String) : [String(existing)];
-    headers['set-cookie'] = [...list.filter((c) => !c.startsWith(`${carrier.cookie}=`)), cookie];
+    headers['set-cookie'] = [`${carrier.cookie}=${lsn}; Max-Age=${carrier.maxAgeSeconds}; Path=/; HttpOnly; SameSite=Lax`];
   }
-  if (!res || res.headersSent || typeof res.setHeader !== 'function') return headers;
+  if (!res || res.headersSent || typeof res.setHeader !== 'function' || typeof res.getHeader !== 'function') return headers;
   try {
-    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+    applyResponseHeaders(headers, res as HeaderTarget);
   } catch {
     // headers already out: the holder applies them, or the token is lost (reads use the usual routing)
   }

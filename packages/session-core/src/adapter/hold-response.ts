@@ -1,5 +1,7 @@
-import type { ServerResponse } from 'node:http';
+import { ServerResponse } from 'node:http';
+import { Http2ServerResponse } from 'node:http2';
 import type { HttpError, RequestResult, RequestScope } from '../request-scope.js';
+import { applyResponseHeaders } from '../response-headers.js';
 
 const WRITES = ['writeHead', 'flushHeaders', 'write', 'end'] as const;
 type Write = (typeof WRITES)[number];
@@ -8,7 +10,7 @@ type Method = (...args: unknown[]) => unknown;
 /** Per-response state of the held writes (one per holder: two registrations chain). */
 interface Hold {
   scope: () => RequestScope | undefined;
-  readonly original: Record<Write | 'setHeader', Method>;
+  readonly original: Originals;
   held: Array<[Write, unknown[]]> | undefined;
   /** `idle`: nothing written yet; `hold`: writes wait for the scope to end; `done`: pass through; `discard`: an error response replaced the handler's. */
   mode: 'idle' | 'hold' | 'done' | 'discard';
@@ -21,8 +23,8 @@ interface Hold {
   /** `socket.destroy()` asked for while the finished response was held (Express's finalhandler after a late throw). */
   destroyAfter: { error?: Error } | undefined;
   onResult: ((result: RequestResult) => void) | undefined;
-  /** Whether the real response has sent its headers (the getter of its prototype). */
-  sent: () => boolean;
+  /** Whether the real response has sent its headers (the getter the wrappers shadow). */
+  sent: (res: ServerResponse) => boolean;
 }
 
 /**
@@ -35,52 +37,78 @@ interface Hold {
  * `headersSent` reads true and setting headers throws `ERR_HTTP_HEADERS_SENT`, as without a hold.
  * Writes made after the scope ended pass through, inside the scope (so listeners of the write,
  * e.g. `res.on('finish')`, run where statements throw `SessionClosedError`).
+ * The wrappers are put once on Node's `ServerResponse`/`Http2ServerResponse` prototype (they pass
+ * straight through on a response this holder was not mounted on), so mounting one costs a
+ * property on the response; a response whose own write methods were replaced first (a wrapper of
+ * `res.end` mounted before the session middleware) or whose class overrides them is wrapped on
+ * the instance instead. A held write that throws when replayed destroys the response.
  * @param onResult called with the scope's result when the hold ended it (error reporting).
  */
 export function responseHolder(): ResponseHolder {
   const HOLD = Symbol('sessionlocal.hold');
-  type HeldResponse = ServerResponse & { [HOLD]: Hold };
-  const wrappers: Record<string, Method> = {};
-  for (const name of WRITES) {
-    wrappers[name] = function heldWrite(this: HeldResponse, ...args: unknown[]): unknown {
-      const hold = this[HOLD];
-      const scope = hold.scope();
-      if (hold.mode === 'idle') {
-        // nothing to hold: no session, one that ends after the response, one already ended, or one that never queried
-        if (!scope || scope.finish !== 'before-response' || scope.settled || scope.endIfUntouched()) hold.mode = 'done';
-      }
-      if (hold.mode === 'done') return scope ? scope.run(() => hold.original[name]!.apply(this, args)) : hold.original[name]!.apply(this, args);
-      // dropped: after an error response (true: a writer waiting for 'drain' must not wait again), or after end
-      if (hold.mode === 'discard') return name === 'write' ? true : this;
-      if (hold.ended) return name === 'write' ? false : this;
-      (hold.held ??= []).push([name, args]);
-      const first = hold.mode === 'idle';
-      if (name === 'writeHead' && typeof args[0] === 'number') {
-        hold.status = args[0];
-        hold.headStatus = true;
-      } else if (first || (name === 'end' && !hold.headStatus)) {
-        hold.status = this.statusCode;
-      }
-      if (name === 'end') {
-        hold.ended = true;
-        hold.headers = this.getHeaders();
-        deferDestroy(this, hold);
-      }
-      if (first) {
-        hold.mode = 'hold';
-        // the first byte decides: the status the handler has set now is the request's outcome
-        void release(this, hold, scope as RequestScope, hold.status);
-      }
-      return name === 'write' ? false : this;
-    };
-  }
-  wrappers.setHeader = function heldSetHeader(this: HeldResponse, ...args: unknown[]): unknown {
-    const hold = this[HOLD];
-    if (hold.ended && hold.mode === 'hold') {
-      throw Object.assign(new Error('Cannot set headers after they are sent to the client'), { code: 'ERR_HTTP_HEADERS_SENT' });
+  type HeldResponse = ServerResponse & { [HOLD]?: Hold };
+  /** The write methods and `headersSent` getter to put on `target` over `original` (what `target` resolved before). */
+  const wrappersOver = (original: Originals, sent: (res: ServerResponse) => boolean): PropertyDescriptorMap => {
+    const descriptors: PropertyDescriptorMap = {};
+    for (const name of WRITES) {
+      const method = original[name];
+      const value = function heldWrite(this: HeldResponse, ...args: unknown[]): unknown {
+        const hold = this[HOLD];
+        // a response this holder was never mounted on (the wrappers sit on a shared prototype)
+        if (hold === undefined) return method.apply(this, args);
+        const scope = hold.scope();
+        if (hold.mode === 'idle') {
+          // nothing to hold: no session, one that ends after the response, one already ended, or one that never queried
+          if (!scope || scope.finish !== 'before-response' || scope.settled || scope.endIfUntouched()) hold.mode = 'done';
+        }
+        if (hold.mode === 'done') return scope ? scope.run(() => method.apply(this, args)) : method.apply(this, args);
+        // dropped: after an error response (true: a writer waiting for 'drain' must not wait again), or after end
+        if (hold.mode === 'discard') return name === 'write' ? true : this;
+        if (hold.ended) return name === 'write' ? false : this;
+        (hold.held ??= []).push([name, args]);
+        const first = hold.mode === 'idle';
+        if (name === 'writeHead' && typeof args[0] === 'number') {
+          hold.status = args[0];
+          hold.headStatus = true;
+        } else if (first || (name === 'end' && !hold.headStatus)) {
+          hold.status = this.statusCode;
+        }
+        if (name === 'end') {
+          hold.ended = true;
+          hold.headers = this.getHeaders();
+          deferDestroy(this, hold);
+        }
+        if (first) {
+          hold.mode = 'hold';
+          // the first byte decides: the status the handler has set now is the request's outcome
+          void release(this, hold, scope as RequestScope, hold.status);
+        }
+        return name === 'write' ? false : this;
+      };
+      descriptors[name] = { configurable: true, writable: true, enumerable: false, value };
     }
-    return hold.original.setHeader.apply(this, args);
+    descriptors.setHeader = {
+      configurable: true,
+      writable: true,
+      enumerable: false,
+      value: function heldSetHeader(this: HeldResponse, ...args: unknown[]): unknown {
+        const hold = this[HOLD];
+        if (hold?.ended && hold.mode === 'hold') throw Object.assign(new Error('Cannot set headers after they are sent to the client'), { code: 'ERR_HTTP_HEADERS_SENT' });
+        return original.setHeader.apply(this, args);
+      },
+    };
+    descriptors.headersSent = {
+      configurable: true,
+      enumerable: false,
+      get(this: HeldResponse) {
+        const own = this[HOLD];
+        return (own !== undefined && own.ended && own.mode === 'hold') || sent(this);
+      },
+    };
+    return descriptors;
   };
+  /** Per base prototype (`ServerResponse`, `Http2ServerResponse`): the originals the wrappers put there call. */
+  const patched = new WeakMap<object, { original: Originals; sent: (res: ServerResponse) => boolean }>();
   const holder: ResponseHolder = (res, scope, onResult) => {
     const mounted = (res as HeldResponse)[HOLD];
     if (mounted) {
@@ -88,23 +116,63 @@ export function responseHolder(): ResponseHolder {
       mounted.onResult = onResult;
       return;
     }
-    const original = Object.fromEntries([...WRITES, 'setHeader'].map((name) => [name, (res as unknown as Record<string, Method>)[name]])) as Hold['original'];
-    const hold: Hold = { scope, original, held: undefined, mode: 'idle', ended: false, status: 200, headStatus: false, headers: undefined, destroyAfter: undefined, onResult, sent: () => false };
-    (res as HeldResponse)[HOLD] = hold;
-    Object.assign(res, wrappers);
-    // the response's own getter (HTTP/1 reads `_header`; HTTP/2's `_header` reads `headersSent` back)
+    // Fast path: the wrappers live once on the response class's prototype and each response
+    // carries one property. A response whose own methods were replaced (a middleware that wraps
+    // `res.end` before this one), or whose class overrides them, is wrapped on the instance.
+    const base = baseOf(res);
+    let shared = base && patched.get(base);
+    if (base && !shared) {
+      shared = { original: originalsOf(base), sent: headersSentOf(base) };
+      Object.defineProperties(base, wrappersOver(shared.original, shared.sent));
+      patched.set(base, shared);
+    }
+    if (shared) {
+      (res as HeldResponse)[HOLD] = newHold(scope, shared.original, shared.sent, onResult);
+      return;
+    }
+    const original = originalsOf(res);
     const sent = headersSentOf(res);
-    Object.defineProperty(res, 'headersSent', {
-      configurable: true,
-      get(this: HeldResponse) {
-        const own = this[HOLD];
-        return (own.ended && own.mode === 'hold') || sent();
-      },
-    });
-    hold.sent = sent;
+    (res as HeldResponse)[HOLD] = newHold(scope, original, sent, onResult);
+    Object.defineProperties(res, wrappersOver(original, sent));
   };
   holder.unwritten = (res) => (res as HeldResponse)[HOLD]?.mode === 'idle';
   return holder;
+}
+
+type Originals = Record<Write | 'setHeader', Method>;
+
+function newHold(scope: () => RequestScope | undefined, original: Originals, sent: (res: ServerResponse) => boolean, onResult: ((result: RequestResult) => void) | undefined): Hold {
+  return { scope, original, held: undefined, mode: 'idle', ended: false, status: 200, headStatus: false, headers: undefined, destroyAfter: undefined, onResult, sent };
+}
+
+const OWN = [...WRITES, 'setHeader', 'headersSent'] as const;
+const BASES: ReadonlySet<object> = new Set([ServerResponse.prototype, Http2ServerResponse.prototype]);
+/** Per prototype: its base response prototype when nothing between overrides a write method, else null. */
+const clean = new WeakMap<object, object | null>();
+
+/** Node's response prototype `res` inherits from, when neither `res` nor a prototype in between overrides a write method or `headersSent`. */
+function baseOf(res: ServerResponse): object | null {
+  for (const name of OWN) if (Object.hasOwn(res, name)) return null;
+  const proto = Object.getPrototypeOf(res) as object | null;
+  if (!proto) return null;
+  let base = clean.get(proto);
+  if (base === undefined) {
+    base = null;
+    for (let p: object | null = proto; p; p = Object.getPrototypeOf(p) as object | null) {
+      if (BASES.has(p)) {
+        base = p;
+        break;
+      }
+      if (OWN.some((name) => Object.hasOwn(p as object, name))) break;
+    }
+    clean.set(proto, base);
+  }
+  return base;
+}
+
+/** The write methods and `setHeader` as `target` resolves them now. */
+function originalsOf(target: object): Originals {
+  return Object.fromEntries([...WRITES, 'setHeader'].map((name) => [name, (target as Record<string, Method>)[name]])) as Originals;
 }
 
 /** Holds a response's raw writes until its request scope ended (see `responseHolder`). */
@@ -118,13 +186,13 @@ export interface ResponseHolder {
   unwritten(res: ServerResponse): boolean;
 }
 
-/** The `headersSent` getter of the response's prototype chain, bound to it. */
-function headersSentOf(res: ServerResponse): () => boolean {
-  for (let proto = Object.getPrototypeOf(res); proto; proto = Object.getPrototypeOf(proto)) {
+/** The `headersSent` getter `target` resolves now (HTTP/1 reads `_header`; HTTP/2's `_header` reads `headersSent` back). */
+function headersSentOf(target: object): (res: ServerResponse) => boolean {
+  for (let proto: object | null = target; proto; proto = Object.getPrototypeOf(proto) as object | null) {
     const getter = Object.getOwnPropertyDescriptor(proto, 'headersSent')?.get;
-    if (getter) return () => Boolean(getter.call(res));
+    if (getter) return (res) => Boolean(getter.call(res));
   }
-  return () => Boolean((res as unknown as { _header?: unknown })._header);
+  return (res) => Boolean((res as unknown as { _header?: unknown })._header);
 }
 
 /** While the finished response is held, a `socket.destroy()` waits until it has been written. */
@@ -161,7 +229,7 @@ async function release(res: ServerResponse, hold: Hold, scope: RequestScope, sta
   const { original } = hold;
   const held = hold.held ?? [];
   hold.held = undefined;
-  if (response && !hold.sent()) {
+  if (response && !hold.sent(res)) {
     writeError(res, original, response);
     hold.mode = 'discard';
     res.emit('drain'); // a writer waiting for 'drain' goes on; its writes are dropped
@@ -173,23 +241,20 @@ async function release(res: ServerResponse, hold: Hold, scope: RequestScope, sta
     for (const [header, value] of Object.entries(hold.headers ?? {})) if (value !== undefined) original.setHeader.call(res, header, value);
     res.statusCode = hold.status;
   }
-  if (result.headers && !hold.sent()) {
-    for (const [header, value] of Object.entries(result.headers)) {
-      if (header === 'set-cookie') {
-        const existing = res.getHeader('set-cookie');
-        const list = existing === undefined ? [] : Array.isArray(existing) ? existing.map(String) : [String(existing)];
-        const own = (value as string[]).map(String);
-        const names = new Set(own.map((c) => c.slice(0, c.indexOf('=') + 1)));
-        original.setHeader.call(res, header, [...list.filter((c) => !names.has(c.slice(0, c.indexOf('=') + 1))), ...own]);
-      } else {
-        original.setHeader.call(res, header, value);
-      }
-    }
-  }
+  if (result.headers && !hold.sent(res)) applyResponseHeaders(result.headers, { getHeader: (name) => res.getHeader(name), setHeader: (name, value) => original.setHeader.call(res, name, value) });
   let writable = true;
-  for (const [name, args] of held) {
-    const value = scope.run(() => original[name]!.apply(res, args));
-    if (name === 'write') writable = value as boolean;
+  try {
+    for (const [name, args] of held) {
+      const value = scope.run(() => original[name]!.apply(res, args));
+      if (name === 'write') writable = value as boolean;
+    }
+  } catch (error) {
+    // a write the handler made threw when replayed (a wrapper of `res.end` setting a header after
+    // the first byte): the handler is gone, so the response cannot be finished; never the process
+    hold.mode = 'discard';
+    finish();
+    res.destroy(error as Error);
+    return;
   }
   if (writable && !res.writableEnded) res.emit('drain');
   finish();

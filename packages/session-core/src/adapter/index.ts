@@ -22,6 +22,7 @@ export {
   type ReadYourWritesCarrier,
 } from '../request-scope.js';
 export { responseHolder, renderHttpError, type ResponseHolder } from './hold-response.js';
+export { applyResponseHeaders, mergeSetCookie, type HeaderTarget } from '../response-headers.js';
 export { requestProperty } from './request-property.js';
 export { beforeCall } from './before-call.js';
 export { mount, mountedOn, enterScope, joinRequestGroup, runRoute, runInScope, type Mounted } from './mounted.js';

@@ -31,11 +31,19 @@ const GROUP = Symbol('sessionlocal.group');
  * in registration order (`RequestScope.end`).
  */
 export function joinRequestGroup(target: object, scope: RequestScope): void {
-  const holder = target as { [GROUP]?: RequestScope[] };
-  const all = (holder[GROUP] ??= []);
-  all.push(scope);
-  if (all.length === 2) for (const each of all) each.joinGroup(() => all);
-  else if (all.length > 2) scope.joinGroup(() => all);
+  // one registration (the common case) keeps its scope, not an array
+  const holder = target as { [GROUP]?: RequestScope | RequestScope[] };
+  const met = holder[GROUP];
+  if (met === undefined) {
+    holder[GROUP] = scope;
+  } else if (Array.isArray(met)) {
+    met.push(scope);
+    scope.joinGroup(() => met);
+  } else {
+    const all = [met, scope];
+    holder[GROUP] = all;
+    for (const each of all) each.joinGroup(() => all);
+  }
 }
 
 /** The registrations this request met, in mount order (empty when none did). */
