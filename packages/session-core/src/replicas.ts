@@ -32,6 +32,8 @@ export interface ReplicaStats extends PoolStats {
   cause?: string;
   /** Milliseconds since the last check (`null`: never checked). */
   checkedAgoMs: number | null;
+  /** Connections this replica handed to read-only sessions since the engine was created (the primary served the other read-only sessions). */
+  served: number;
 }
 
 /** What `engine.ping({ replicas: true })` reports per replica. */
@@ -99,6 +101,7 @@ class Replica {
   checkedAt: number | undefined;
   checker: pg.Client | undefined;
   checking: Promise<ReplicaPing> | undefined;
+  served = 0;
   readonly downWaiters = new Set<(error: Error) => void>();
 
   constructor(
@@ -186,7 +189,10 @@ export class ReplicaSet {
         problems.push({ url: replica.name, state: 'down', cause: replica.cause ?? describe(error, this.secrets) });
         continue;
       }
-      if (minLsn === undefined) return connection;
+      if (minLsn === undefined) {
+        replica.served++;
+        return connection;
+      }
       let replayed: boolean;
       try {
         replayed = await this.replayed(replica, connection, minLsn, maxWaitMs, session);
@@ -196,7 +202,10 @@ export class ReplicaSet {
         problems.push({ url: replica.name, state: 'down', cause: replica.cause ?? 'failed' });
         continue;
       }
-      if (replayed) return connection;
+      if (replayed) {
+        replica.served++;
+        return connection;
+      }
       this.release(connection, false);
       // the client left while the session waited for the replay position
       if (session?.abortRequested) throw session.signal.reason ?? new Error('aborted');
@@ -240,6 +249,7 @@ export class ReplicaSet {
       replayLsn: r.replayLsn ?? null,
       ...(r.cause !== undefined && (r.state === 'down' || r.state === 'lagging') && { cause: r.cause }),
       checkedAgoMs: r.checkedAt === undefined ? null : Math.round(now - r.checkedAt),
+      served: r.served,
     }));
   }
 
