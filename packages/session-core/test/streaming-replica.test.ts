@@ -335,6 +335,21 @@ suite(`read replicas on a real streaming standby${unsupported ? ` (skipped: ${un
     expect(await SessionLocal.begin(() => inRecovery(engine), { readOnly: true })).toBe(true);
   });
 
+  it('a read-only session whose replica connection is lost after its reads, before COMMIT, fails its commit with ReplicaUnavailableError (503), not commit_failed (500)', async () => {
+    const engine = engineOf({ replicaOptions: { checkIntervalMs: 0 } });
+    const SessionLocal = sessionmaker(engine);
+    const session = SessionLocal({ readOnly: true });
+    const [row] = (await session.run(() => engine.sequelize.query('SELECT pg_backend_pid() AS pid', { type: QueryTypes.SELECT }))) as Array<{ pid: number }>;
+    await pair.standby.query(`SELECT pg_terminate_backend(${row?.pid})`);
+    await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 200));
+    const error = await session.commit().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ReplicaUnavailableError);
+    expect(httpErrorFor(error)).toMatchObject({ status: 503, body: { error: 'replica_unavailable' } });
+    await session.close();
+    expect(engine.stats().pool.inUse).toBe(0);
+    expect(await SessionLocal.begin(() => inRecovery(engine), { readOnly: true })).toBe(true);
+  });
+
   it('lagging replica (replay paused): skipped beyond maxLagMs (reads from the primary), used again once caught up', async () => {
     const engine = engineOf({ replicaOptions: { checkIntervalMs: 100, maxLagMs: 300 } });
     const SessionLocal = sessionmaker(engine);
