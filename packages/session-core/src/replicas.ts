@@ -216,6 +216,19 @@ export class ReplicaSet {
     throw new ReplicaUnavailableError(problems, this.retryAfterSeconds());
   }
 
+  /**
+   * The error for a read-only session whose replica connection was lost under it (its backend
+   * terminated, the standby shutting down, the connection reset): `ReplicaUnavailableError` naming
+   * the replica, with `cause` the error the session saw; `undefined` when `connection` is not a
+   * replica's. Nothing of a read-only session was written, so the client may simply retry (503).
+   */
+  lost(connection: PooledConnection, cause: unknown): ReplicaUnavailableError | undefined {
+    const replica = (connection as ReplicaConnection).replica;
+    if (!replica) return undefined;
+    if (cause instanceof ReplicaUnavailableError) return cause;
+    return new ReplicaUnavailableError([{ url: replica.name, state: 'down', cause: `connection lost: ${describe(cause, this.secrets)}` }], this.retryAfterSeconds(), cause);
+  }
+
   /** Whether `connection` came from a replica pool; if so, give it back there (or destroy it). */
   release(connection: PooledConnection, destroy: boolean): boolean {
     const replica = (connection as ReplicaConnection).replica;
