@@ -489,7 +489,7 @@ async function main(): Promise<number> {
         samples: samples.length,
       };
     }
-    if (fallbackShop) verdicts.push(fallbackErrorVerdict('express-shop (fallback error)', fallbackShop.probes, fallbackShop.shop.crashed !== undefined));
+    if (fallbackShop) verdicts.push(fallbackErrorVerdict('express-shop (fallback error)', fallbackShop.probes, replicaFaults, fallbackShop.shop.crashed !== undefined));
     replicaReport = {
       settings: REPLICA_SETTINGS,
       fallbackError: fallbackShop && {

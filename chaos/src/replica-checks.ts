@@ -254,21 +254,26 @@ export interface FallbackErrorProbe {
 
 /**
  * `fallback: 'error'`: a read while the replica is down or lagging (before and after the read)
- * answers 503 `replica_unavailable` with `Retry-After`; a read while it is up answers 200.
+ * answers 503 `replica_unavailable` with `Retry-After`; a read while it is up answers 200, except
+ * during a fault (from its start to its end + 1 s), where 503 `replica_unavailable` is allowed too
+ * (its replica connection was lost under it before the mark-down). Never a 500, never no answer.
  */
-export function fallbackErrorVerdict(app: string, probes: FallbackErrorProbe[], crashed: boolean): Verdict {
+export function fallbackErrorVerdict(app: string, probes: FallbackErrorProbe[], faults: InjectedReplicaFault[], crashed: boolean): Verdict {
+  const unavailableAnswer = (p: FallbackErrorProbe) => p.status === 503 && p.error === 'replica_unavailable' && /^[1-9][0-9]*$/.test(p.retryAfter ?? '');
+  const inFault = (p: FallbackErrorProbe) => faults.some((f) => p.startedAt + p.ms >= f.startedAt && p.startedAt <= f.endedAt + 1_000);
   const unavailable = probes.filter((p) => p.before === p.after && (p.before === 'down' || p.before === 'lagging'));
   const up = probes.filter((p) => p.before === 'up' && p.after === 'up');
   const bad = [
-    ...unavailable.filter((p) => p.status !== 503 || p.error !== 'replica_unavailable' || !/^[1-9][0-9]*$/.test(p.retryAfter ?? '')),
-    ...up.filter((p) => p.status !== 200),
+    ...probes.filter((p) => p.status === undefined || p.status === 500),
+    ...unavailable.filter((p) => !unavailableAnswer(p)),
+    ...up.filter((p) => p.status !== 200 && !(inFault(p) && unavailableAnswer(p))),
   ];
   const ms = latency(unavailable.map((p) => p.ms));
   return {
     app,
     name: "replica, fallback 'error': 503 replica_unavailable + Retry-After while down or lagging, 200 while up",
     pass: !crashed && bad.length === 0 && unavailable.length > 0 && up.length > 0,
-    detail: `${probes.length} reads: ${unavailable.length} while down/lagging (${unavailable.filter((p) => p.status === 503).length} answered 503 replica_unavailable, p50 ${ms.p50 ?? '-'} ms, max ${ms.max ?? '-'} ms), ${up.length} while up (${up.filter((p) => p.status === 200).length} answered 200), ${bad.length} otherwise${crashed ? '; the process exited' : ''}`,
-    examples: bad.slice(0, 5),
+    detail: `${probes.length} reads: ${unavailable.length} while down/lagging (${unavailable.filter(unavailableAnswer).length} answered 503 replica_unavailable, p50 ${ms.p50 ?? '-'} ms, max ${ms.max ?? '-'} ms), ${up.length} while up (${up.filter((p) => p.status === 200).length} answered 200, ${up.filter(unavailableAnswer).length} 503 replica_unavailable during a fault), ${bad.length} otherwise${crashed ? '; the process exited' : ''}`,
+    examples: [...new Set(bad)].slice(0, 5),
   };
 }

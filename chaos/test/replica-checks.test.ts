@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { RequestLog } from '../src/load.js';
-import { faultFigures, readYourWrites, replicaVerdicts, type InjectedReplicaFault, type ReadAfterWrite, type ReplicaFaultKind, type ReplicaSample } from '../src/replica-checks.js';
+import { fallbackErrorVerdict, faultFigures, readYourWrites, replicaVerdicts, type InjectedReplicaFault, type ReadAfterWrite, type ReplicaFaultKind, type ReplicaSample } from '../src/replica-checks.js';
 
 /** A small seeded generator: the same cases on every run, many of them. */
 function random(seed: number): () => number {
@@ -104,5 +104,19 @@ describe('replica checks (pure logic of `pnpm chaos --replica`)', () => {
       expect(r.misses).toBe(withToken.filter((x) => x.status === 404 || (x.status === 200 && x.foundId !== x.orderId)).length);
       expect(r.control).toBe(reads.length - withToken.length);
     }
+  });
+
+  it("fallback 'error': 503 replica_unavailable + Retry-After while down or lagging, 200 while up; a 503 while up only during a fault; never a 500", () => {
+    const fault: InjectedReplicaFault = { kind: 'stopped', startedAt: 10_000, endedAt: 15_000, nextAt: 25_000 };
+    const probe = (startedAt: number, before: string, after: string, status: number, error?: string, retryAfter?: string) => ({ startedAt, ms: 5, before, after, status, error, retryAfter });
+    const clean = [probe(1_000, 'up', 'up', 200), probe(11_000, 'down', 'down', 503, 'replica_unavailable', '1'), probe(10_001, 'up', 'up', 503, 'replica_unavailable', '1'), probe(20_000, 'up', 'up', 200)];
+    expect(fallbackErrorVerdict('a', clean, [fault], false).pass).toBe(true);
+    expect(fallbackErrorVerdict('a', clean, [fault], true).pass).toBe(false);
+    expect(fallbackErrorVerdict('a', [...clean, probe(20_100, 'up', 'up', 503, 'replica_unavailable', '1')], [fault], false).pass).toBe(false);
+    expect(fallbackErrorVerdict('a', [...clean, probe(12_000, 'down', 'down', 200)], [fault], false).pass).toBe(false);
+    expect(fallbackErrorVerdict('a', [...clean, probe(12_000, 'down', 'down', 503, 'replica_unavailable')], [fault], false).pass).toBe(false);
+    expect(fallbackErrorVerdict('a', [...clean, probe(10_002, 'up', 'up', 500, 'commit_failed')], [fault], false).pass).toBe(false);
+    // a read that saw the state change under it is not judged by state, only by "never a 500"
+    expect(fallbackErrorVerdict('a', [...clean, probe(10_003, 'up', 'down', 503, 'database_unavailable', '1')], [fault], false).pass).toBe(true);
   });
 });
