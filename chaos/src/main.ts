@@ -13,7 +13,7 @@ import { startFaultProxy, type FaultProxy } from '@sessionlocal/session-core/tes
 import { countStaleFailures, longestRequestVerdicts, NETWORK_SCHEDULE, networkVerdicts, runNetworkFaults, type NetworkFaultResult } from './network.js';
 import { Bouncer, findPgbouncer, pgbouncerVersion } from './pgbouncer.js';
 import { Cluster } from './postgres.js';
-import { fallbackErrorVerdict, faultFigures, latency, READ_ROUTES, readYourWrites, replicaVerdicts, type AppFaultFigures, type InjectedReplicaFault } from './replica-checks.js';
+import { fallbackErrorVerdict, faultFigures, hitByKill, latency, READ_ROUTES, readYourWrites, replicaVerdicts, type AppFaultFigures, type InjectedReplicaFault } from './replica-checks.js';
 import { FallbackErrorShop, REPLICA_SCHEDULE, REPLICA_SETTINGS, ReplicaObserver, replicaEnv, runReplicaFaults, standbyCaughtUp } from './replica.js';
 import { printSummary } from './report.js';
 import { APPS, freePort, startShop, type AppName, type ShopProcess } from './shops.js';
@@ -476,7 +476,7 @@ async function main(): Promise<number> {
     const perApp: Record<string, unknown> = {};
     for (const load of all) {
       const samples = observer.samples.get(load.app) ?? [];
-      const figures: AppFaultFigures[] = replicaFaults.map((fault) => faultFigures(fault, samples, load.log, REPLICA_SETTINGS.pollMs));
+      const figures: AppFaultFigures[] = replicaFaults.map((fault) => faultFigures(fault, samples, load.log, REPLICA_SETTINGS.pollMs, (e) => hitByKill(load.app, e, kills)));
       verdicts.push(...replicaVerdicts({ app: load.app, faults: replicaFaults, figures, log: load.log, reads: load.readsAfterWrite, kills, settings: REPLICA_SETTINGS }));
       const servedAt = (at: number) => [...samples].reverse().find((s) => s.at <= at)?.served ?? null;
       const baselineReads = load.log.filter((e) => READ_ROUTES.has(e.route) && e.startedAt + e.ms < firstFault && e.status === 200);

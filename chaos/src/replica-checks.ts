@@ -95,11 +95,17 @@ export function answer(entry: RequestLog): string {
   return entry.status >= 500 ? `${entry.status} ${entry.error ?? '?'}` : String(entry.status);
 }
 
-const tally = (entries: RequestLog[]): Record<string, number> => {
+/** Answers by kind; those of requests `killed` says were hit by `pg_terminate_backend` on the primary are marked so. */
+const tally = (entries: RequestLog[], killed: (e: RequestLog) => boolean = () => false): Record<string, number> => {
   const out: Record<string, number> = {};
-  for (const e of entries) out[answer(e)] = (out[answer(e)] ?? 0) + 1;
+  for (const e of entries) {
+    const key = killed(e) && e.status !== 200 ? `${answer(e)} ${KILLED}` : answer(e);
+    out[key] = (out[key] ?? 0) + 1;
+  }
   return out;
 };
+
+const KILLED = '(pg_terminate_backend on the primary)';
 
 /** The last sample at or before `at` (the counter as it was then). */
 function servedAt(samples: ReplicaSample[], at: number): number | undefined {
@@ -112,7 +118,7 @@ function servedAt(samples: ReplicaSample[], at: number): number | undefined {
 }
 
 /** Figures of one fault for one app, from its `/stats` samples (in time order) and its request log. */
-export function faultFigures(fault: InjectedReplicaFault, samples: ReplicaSample[], log: RequestLog[], pollMs: number): AppFaultFigures {
+export function faultFigures(fault: InjectedReplicaFault, samples: ReplicaSample[], log: RequestLog[], pollMs: number, killed: (e: RequestLog) => boolean = () => false): AppFaultFigures {
   const want = expectedState(fault.kind);
   const marked = samples.find((s) => s.at >= fault.startedAt && s.at <= fault.nextAt && s.state === want);
   const back = samples.find((s) => s.at >= fault.endedAt && s.at <= fault.nextAt && s.state === 'up');
@@ -128,8 +134,8 @@ export function faultFigures(fault: InjectedReplicaFault, samples: ReplicaSample
   return {
     markedMs: marked ? marked.at - fault.startedAt : null,
     backMs: back ? back.at - fault.endedAt : null,
-    inFlight: tally(inFlight),
-    fallback: tally(fallback),
+    inFlight: tally(inFlight, killed),
+    fallback: tally(fallback, killed),
     fallbackLatency: latency(fallback.filter((e) => e.status === 200).map((e) => e.ms)),
     inFlightMaxMs: inFlight.length ? Math.round(Math.max(...inFlight.map((e) => e.ms))) : null,
     servedWhileSkipped: marked && skippedFrom !== undefined && skippedTo !== undefined && fault.endedAt > markedAt + pollMs + GRACE_MS ? skippedTo - skippedFrom : null,
@@ -192,10 +198,12 @@ export function replicaVerdicts(input: {
     examples: broken.slice(0, 5),
   });
 
-  // once the replica is seen down or lagging, reads go to the primary (fallback 'primary'): 200, or 503 database_busy (the primary's pool)
+  // once the replica is seen down or lagging, reads go to the primary (fallback 'primary'): 200, or 503 database_busy (the
+  // primary's pool). A 404 is a read without a token that reached the replica just after it came back, before /stats showed
+  // it (up means at most maxLagMs behind: such a read may be stale); with a token it is a read-your-writes miss, judged above.
   const fallbackBad = figures.flatMap((f, i) =>
     Object.entries(f.fallback)
-      .filter(([key]) => key !== '200' && key !== '503 database_busy')
+      .filter(([key]) => key !== '200' && key !== '404' && key !== '503 database_busy' && !key.endsWith(KILLED))
       .map(([key, n]) => `${faults[i]!.kind}: ${n} ${key}`),
   );
   verdicts.push({

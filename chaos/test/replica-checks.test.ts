@@ -81,11 +81,21 @@ describe('replica checks (pure logic of `pnpm chaos --replica`)', () => {
     expect(verdictsOf('silent', 1_400, { answerOf: (r, p) => (p === 'inFlight' && r.startedAt === 10_100 ? { status: 503, error: 'replica_unavailable' } : {}) })['replica: no 500 and no unanswered request on the read routes']).toBe(true);
     expect(verdictsOf('stopped', 600, { answerOf: (r, p) => (p === 'skipped' && r.startedAt === 12_000 ? { status: 503, error: 'replica_unavailable' } : {}) })['replica: reads answered from the primary while it is down or lagging']).toBe(false);
     expect(verdictsOf('stopped', 600, { answerOf: (_r, p) => (p === 'skipped' ? { status: 503, error: 'database_busy' } : {}) })['replica: reads answered from the primary while it is down or lagging']).toBe(true);
+    expect(verdictsOf('stopped', 600, { answerOf: (r, p) => (p === 'skipped' && r.startedAt === 12_000 ? { status: 500, error: 'commit_outcome_unknown' } : {}) })['replica: reads answered from the primary while it is down or lagging']).toBe(false);
     expect(verdictsOf('silent', 1_900)['replica: marked down']).toBe(false);
     expect(verdictsOf('lagging', 1_600, { servedWhileLagging: true })['replica: skipped while lagging']).toBe(false);
     expect(verdictsOf('stopped', 100, { noReadsAfter: true })['replica: up again and serving reads after each fault']).toBe(false);
     const miss = [...reads, { orderId: 4, carrier: 'header' as const, status: 404, startedAt: 0, ms: 3 }];
     expect(verdictsOf('stopped', 100, { reads: miss })['replica: read-your-writes']).toBe(false);
+  });
+
+  it('marks the answers of reads hit by pg_terminate_backend on the primary apart (not a replica fault), in flight and in fallback', () => {
+    const t = timeline('stopped', 600, 300, (r, p) => (p === 'skipped' && r.startedAt === 12_000 ? { status: 500, error: 'commit_outcome_unknown' } : {}));
+    const figures = faultFigures(t.fault, t.samples, t.log, SETTINGS.pollMs, (e) => e.startedAt === 12_000);
+    expect(figures.fallback['500 commit_outcome_unknown (pg_terminate_backend on the primary)']).toBe(1);
+    expect(figures.fallback['500 commit_outcome_unknown']).toBeUndefined();
+    const verdicts = replicaVerdicts({ app: 'a', faults: [t.fault], figures: [figures], log: t.log, reads: [{ orderId: 1, carrier: 'header', status: 200, foundId: 1, startedAt: 0, ms: 1 }], kills: [{ at: 12_001, app: 'a' }], settings: SETTINGS });
+    expect(verdicts.every((v) => v.pass)).toBe(true);
   });
 
   it('counts read-your-writes misses only for reads that sent the token back; the control reads are reported apart', () => {
