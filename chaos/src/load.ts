@@ -168,7 +168,14 @@ export async function readAfterWrite(load: AppLoad, p: Purchase): Promise<void> 
   if (carrier === 'cookie' && cookie) headers.cookie = cookie;
   const result = load.record('GET /orders/:id (after write)', await send({ port: load.shop.port, path: `/orders/${p.orderId}`, headers, agent: load.agent, timeoutMs: 30_000 }));
   const id = (result.body as { id?: unknown } | undefined)?.id;
-  load.readsAfterWrite.push({ orderId: p.orderId, carrier, status: result.complete ? result.status : undefined, foundId: typeof id === 'number' ? id : undefined, startedAt: result.startedAt, ms: result.ms });
+  load.readsAfterWrite.push({
+    orderId: p.orderId,
+    carrier,
+    status: result.complete ? result.status : undefined,
+    foundId: typeof id === 'number' ? id : undefined,
+    startedAt: result.startedAt,
+    ms: result.ms,
+  });
 }
 
 /** `GET /sleep` holding a connection; sometimes the client leaves mid-sleep. */
@@ -193,8 +200,7 @@ export async function worker(load: AppLoad, stop: () => boolean, options: { faul
     if (r < 0.55) {
       const p = await purchase(load, options);
       if (options.readAfterWrite && p.result.complete && p.result.status === 201) await readAfterWrite(load, p);
-    }
-    else if (r < 0.85) await read(load);
+    } else if (r < 0.85) await read(load);
     else await sleeper(load, options.aborts);
     await sleep(Math.random() * 8);
   }

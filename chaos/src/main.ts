@@ -575,10 +575,15 @@ async function main(): Promise<number> {
       say(`  ${r.kind}: /health 200 after ${JSON.stringify(r.healthMs)} ms; stale-connection failures in ${(r.windowMs / 1000).toFixed(1)} s: ${JSON.stringify(r.staleFailures)}`);
   }
   if (replicaReport) {
-    for (const [app, figures] of Object.entries(replicaReport.apps as Record<string, { baseline: { servedByReplica: number; readLatency: { p50: number | null } }; faults: Array<AppFaultFigures & { kind: string }> }>)) {
+    for (const [app, figures] of Object.entries(
+      replicaReport.apps as Record<string, { baseline: { servedByReplica: number; readLatency: { p50: number | null } }; faults: Array<AppFaultFigures & { kind: string }> }>,
+    )) {
       say(
         `replica ${app}: baseline ${figures.baseline.servedByReplica} reads on the replica (p50 ${figures.baseline.readLatency.p50} ms); ${figures.faults
-          .map((f) => `${f.kind}: seen after ${f.markedMs} ms, fallback p50 ${f.fallbackLatency.p50} / max ${f.fallbackLatency.max} ms, up ${f.backMs} ms after, then ${f.servedAfterBack} reads on the replica`)
+          .map(
+            (f) =>
+              `${f.kind}: seen after ${f.markedMs} ms, fallback p50 ${f.fallbackLatency.p50} / max ${f.fallbackLatency.max} ms, up ${f.backMs} ms after, then ${f.servedAfterBack} reads on the replica`,
+          )
           .join('; ')}`,
       );
     }

@@ -46,10 +46,7 @@ export class Cluster {
     rmSync(dataDir, { recursive: true, force: true });
     const copy = spawnSync('cp', ['-a', this.dataDir, dataDir], { encoding: 'utf8' });
     if (copy.status !== 0) throw new Error(`copying the data directory for the standby failed: ${copy.stderr}`);
-    appendFileSync(
-      join(dataDir, 'postgresql.auto.conf'),
-      `primary_conninfo = 'host=127.0.0.1 port=${this.port} user=postgres password=${this.password} application_name=chaos_standby'\n`,
-    );
+    appendFileSync(join(dataDir, 'postgresql.auto.conf'), `primary_conninfo = 'host=127.0.0.1 port=${this.port} user=postgres password=${this.password} application_name=chaos_standby'\n`);
     writeFileSync(join(dataDir, 'standby.signal'), '');
     if (this.ids.uid !== undefined) spawnSync('chown', ['-R', `${this.ids.uid}:${this.ids.gid}`, dataDir]);
     const standby = new Cluster(port, dataDir);

@@ -186,7 +186,15 @@ export class FallbackErrorShop {
         const after = await state();
         const retryAfter = r.headers?.['retry-after'];
         const error = (r.body as { error?: unknown } | undefined)?.error;
-        this.probes.push({ startedAt: r.startedAt, ms: Math.round(r.ms), status: r.status, error: typeof error === 'string' ? error : undefined, retryAfter: typeof retryAfter === 'string' ? retryAfter : undefined, before, after });
+        this.probes.push({
+          startedAt: r.startedAt,
+          ms: Math.round(r.ms),
+          status: r.status,
+          error: typeof error === 'string' ? error : undefined,
+          retryAfter: typeof retryAfter === 'string' ? retryAfter : undefined,
+          before,
+          after,
+        });
         await sleep(100);
       }
     })();

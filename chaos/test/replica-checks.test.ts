@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import type { RequestLog } from '../src/load.js';
-import { fallbackErrorVerdict, faultFigures, readYourWrites, replicaVerdicts, type InjectedReplicaFault, type ReadAfterWrite, type ReplicaFaultKind, type ReplicaSample } from '../src/replica-checks.js';
+import {
+  fallbackErrorVerdict,
+  faultFigures,
+  readYourWrites,
+  replicaVerdicts,
+  type InjectedReplicaFault,
+  type ReadAfterWrite,
+  type ReplicaFaultKind,
+  type ReplicaSample,
+} from '../src/replica-checks.js';
 
 /** A small seeded generator: the same cases on every run, many of them. */
 function random(seed: number): () => number {
@@ -67,7 +76,11 @@ describe('replica checks (pure logic of `pnpm chaos --replica`)', () => {
       { orderId: 2, carrier: 'cookie', status: 200, foundId: 2, startedAt: 0, ms: 3 },
       { orderId: 3, carrier: 'none', status: 404, startedAt: 0, ms: 3 },
     ];
-    const verdictsOf = (kind: ReplicaFaultKind, markAfter: number, options: { answerOf?: Parameters<typeof timeline>[3]; servedWhileLagging?: boolean; noReadsAfter?: boolean; reads?: ReadAfterWrite[] } = {}) => {
+    const verdictsOf = (
+      kind: ReplicaFaultKind,
+      markAfter: number,
+      options: { answerOf?: Parameters<typeof timeline>[3]; servedWhileLagging?: boolean; noReadsAfter?: boolean; reads?: ReadAfterWrite[] } = {},
+    ) => {
       const t = timeline(kind, markAfter, 300, options.answerOf);
       if (options.servedWhileLagging) for (const s of t.samples) if (s.state === 'lagging' && s.at > t.markedAt + 500) s.served += 1;
       if (options.noReadsAfter) for (const s of t.samples) if (s.at >= t.backAt) s.served = t.samples.find((x) => x.at === t.backAt)!.served;
@@ -77,11 +90,29 @@ describe('replica checks (pure logic of `pnpm chaos --replica`)', () => {
     };
     expect(Object.values(verdictsOf('silent', 1_400)).every(Boolean)).toBe(true);
     expect(Object.values(verdictsOf('lagging', 1_600)).every(Boolean)).toBe(true);
-    expect(verdictsOf('silent', 1_400, { answerOf: (r, p) => (p === 'inFlight' && r.startedAt === 10_100 ? { status: 500, error: 'internal_error' } : {}) })['replica: no 500 and no unanswered request on the read routes']).toBe(false);
-    expect(verdictsOf('silent', 1_400, { answerOf: (r, p) => (p === 'inFlight' && r.startedAt === 10_100 ? { status: 503, error: 'replica_unavailable' } : {}) })['replica: no 500 and no unanswered request on the read routes']).toBe(true);
-    expect(verdictsOf('stopped', 600, { answerOf: (r, p) => (p === 'skipped' && r.startedAt === 12_000 ? { status: 503, error: 'replica_unavailable' } : {}) })['replica: reads answered from the primary while it is down or lagging']).toBe(false);
-    expect(verdictsOf('stopped', 600, { answerOf: (_r, p) => (p === 'skipped' ? { status: 503, error: 'database_busy' } : {}) })['replica: reads answered from the primary while it is down or lagging']).toBe(true);
-    expect(verdictsOf('stopped', 600, { answerOf: (r, p) => (p === 'skipped' && r.startedAt === 12_000 ? { status: 500, error: 'commit_outcome_unknown' } : {}) })['replica: reads answered from the primary while it is down or lagging']).toBe(false);
+    expect(
+      verdictsOf('silent', 1_400, { answerOf: (r, p) => (p === 'inFlight' && r.startedAt === 10_100 ? { status: 500, error: 'internal_error' } : {}) })[
+        'replica: no 500 and no unanswered request on the read routes'
+      ],
+    ).toBe(false);
+    expect(
+      verdictsOf('silent', 1_400, { answerOf: (r, p) => (p === 'inFlight' && r.startedAt === 10_100 ? { status: 503, error: 'replica_unavailable' } : {}) })[
+        'replica: no 500 and no unanswered request on the read routes'
+      ],
+    ).toBe(true);
+    expect(
+      verdictsOf('stopped', 600, { answerOf: (r, p) => (p === 'skipped' && r.startedAt === 12_000 ? { status: 503, error: 'replica_unavailable' } : {}) })[
+        'replica: reads answered from the primary while it is down or lagging'
+      ],
+    ).toBe(false);
+    expect(
+      verdictsOf('stopped', 600, { answerOf: (_r, p) => (p === 'skipped' ? { status: 503, error: 'database_busy' } : {}) })['replica: reads answered from the primary while it is down or lagging'],
+    ).toBe(true);
+    expect(
+      verdictsOf('stopped', 600, { answerOf: (r, p) => (p === 'skipped' && r.startedAt === 12_000 ? { status: 500, error: 'commit_outcome_unknown' } : {}) })[
+        'replica: reads answered from the primary while it is down or lagging'
+      ],
+    ).toBe(false);
     expect(verdictsOf('silent', 1_900)['replica: marked down']).toBe(false);
     expect(verdictsOf('lagging', 1_600, { servedWhileLagging: true })['replica: skipped while lagging']).toBe(false);
     expect(verdictsOf('stopped', 100, { noReadsAfter: true })['replica: up again and serving reads after each fault']).toBe(false);
@@ -94,7 +125,15 @@ describe('replica checks (pure logic of `pnpm chaos --replica`)', () => {
     const figures = faultFigures(t.fault, t.samples, t.log, SETTINGS.pollMs, (e) => e.startedAt === 12_000);
     expect(figures.fallback['500 commit_outcome_unknown (pg_terminate_backend on the primary)']).toBe(1);
     expect(figures.fallback['500 commit_outcome_unknown']).toBeUndefined();
-    const verdicts = replicaVerdicts({ app: 'a', faults: [t.fault], figures: [figures], log: t.log, reads: [{ orderId: 1, carrier: 'header', status: 200, foundId: 1, startedAt: 0, ms: 1 }], kills: [{ at: 12_001, app: 'a' }], settings: SETTINGS });
+    const verdicts = replicaVerdicts({
+      app: 'a',
+      faults: [t.fault],
+      figures: [figures],
+      log: t.log,
+      reads: [{ orderId: 1, carrier: 'header', status: 200, foundId: 1, startedAt: 0, ms: 1 }],
+      kills: [{ at: 12_001, app: 'a' }],
+      settings: SETTINGS,
+    });
     expect(verdicts.every((v) => v.pass)).toBe(true);
   });
 
@@ -119,7 +158,12 @@ describe('replica checks (pure logic of `pnpm chaos --replica`)', () => {
   it("fallback 'error': 503 replica_unavailable + Retry-After while down or lagging, 200 while up; a 503 while up only during a fault; never a 500", () => {
     const fault: InjectedReplicaFault = { kind: 'stopped', startedAt: 10_000, endedAt: 15_000, nextAt: 25_000 };
     const probe = (startedAt: number, before: string, after: string, status: number, error?: string, retryAfter?: string) => ({ startedAt, ms: 5, before, after, status, error, retryAfter });
-    const clean = [probe(1_000, 'up', 'up', 200), probe(11_000, 'down', 'down', 503, 'replica_unavailable', '1'), probe(10_001, 'up', 'up', 503, 'replica_unavailable', '1'), probe(20_000, 'up', 'up', 200)];
+    const clean = [
+      probe(1_000, 'up', 'up', 200),
+      probe(11_000, 'down', 'down', 503, 'replica_unavailable', '1'),
+      probe(10_001, 'up', 'up', 503, 'replica_unavailable', '1'),
+      probe(20_000, 'up', 'up', 200),
+    ];
     expect(fallbackErrorVerdict('a', clean, [fault], false).pass).toBe(true);
     expect(fallbackErrorVerdict('a', clean, [fault], true).pass).toBe(false);
     expect(fallbackErrorVerdict('a', [...clean, probe(20_100, 'up', 'up', 503, 'replica_unavailable', '1')], [fault], false).pass).toBe(false);

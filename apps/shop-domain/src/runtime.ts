@@ -63,7 +63,13 @@ export async function openShop(options: OpenShopOptions = {}): Promise<ShopRunti
         }
       })());
     const replicas = engine.stats().pools !== undefined;
-    if (replicas) log(`read replicas: ${engine.stats().pools?.replicas.map((r) => r.url).join(', ')} (GET /items/:id and GET /orders/:id read from them; read-your-writes on)`);
+    if (replicas)
+      log(
+        `read replicas: ${engine
+          .stats()
+          .pools?.replicas.map((r) => r.url)
+          .join(', ')} (GET /items/:id and GET /orders/:id read from them; read-your-writes on)`,
+      );
     return { config, engine, SessionLocal, shop, replicas, close };
   } catch (error) {
     if (embedded) await stopEmbeddedDatabase(embedded).catch(() => {});

@@ -24,8 +24,11 @@ function normalise(body: unknown): unknown {
   return JSON.parse(JSON.stringify(body, (key, value: unknown) => (key === 'paymentId' && typeof value === 'string' && PAYMENT_ID_PATTERN.test(value) ? '<paymentId>' : value)));
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: response JSON, read field by field by the scripts
+type Send = (method: string, path: string, options?: CallOptions) => Promise<{ body: any; lsn: string | null }>;
+
 /** Run `requests` against one app, recording each reply and how many reads the replica served for it. */
-async function record(shop: ShopProcess, requests: (send: (method: string, path: string, options?: CallOptions) => Promise<{ body: any; lsn: string | null }>) => Promise<void>): Promise<Step[]> {
+async function record(shop: ShopProcess, requests: (send: Send) => Promise<void>): Promise<Step[]> {
   const served = async () => ((await call(shop.url, 'GET', '/stats')).body as { pools?: { replicas: Array<{ served: number }> } }).pools?.replicas[0]?.served ?? -1;
   const steps: Step[] = [];
   await requests(async (method, path, options) => {
@@ -98,7 +101,7 @@ describe('with a read replica (DATABASE_REPLICA_URLS): the three apps read items
   });
 });
 
-describe("with a replica that refuses connections and DB_REPLICA_FALLBACK=error: the three apps answer reads 503 replica_unavailable and keep taking orders", () => {
+describe('with a replica that refuses connections and DB_REPLICA_FALLBACK=error: the three apps answer reads 503 replica_unavailable and keep taking orders', () => {
   const databases: TestDatabase[] = [];
   const shops: ShopProcess[] = [];
 
