@@ -20,6 +20,8 @@ export class Cluster {
   private process: ChildProcess | undefined;
   private binaries: { postgres: string; initdb: string } | undefined;
   ids: { uid?: number; gid?: number } = {};
+  /** More `name=value` settings for `postgres -c` (set before `start()`). */
+  extraSettings: string[] = [];
   log = '';
 
   /** Set on a standby made by `standby()`: the primary it streams from. */
@@ -132,6 +134,7 @@ export class Cluster {
       'wal_receiver_status_interval=1s',
       '-c',
       'wal_retrieve_retry_interval=200ms',
+      ...this.extraSettings.flatMap((setting) => ['-c', setting]),
     ];
     const child = spawn(postgres, ['-D', this.dataDir, '-p', String(this.port), ...flags], { ...this.ids, stdio: ['ignore', 'ignore', 'pipe'] });
     this.process = child;
