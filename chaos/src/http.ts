@@ -1,4 +1,4 @@
-import { type Agent, request as httpRequest } from 'node:http';
+import { type Agent, type IncomingHttpHeaders, request as httpRequest } from 'node:http';
 
 /** What a client saw of one request. */
 export interface HttpResult {
@@ -6,6 +6,8 @@ export interface HttpResult {
   status?: number;
   /** The parsed JSON body, when the whole response arrived. */
   body?: unknown;
+  /** The response headers, when the status line arrived. */
+  headers?: IncomingHttpHeaders;
   /** True when the whole response arrived. */
   complete: boolean;
   /** `aborted`: we destroyed the request on purpose; `timeout`; `error`: the connection failed. */
@@ -35,17 +37,19 @@ export function send(options: HttpOptions): Promise<HttpResult> {
   return new Promise((resolve) => {
     let settled = false;
     let status: number | undefined;
+    let responseHeaders: IncomingHttpHeaders | undefined;
     const timers: NodeJS.Timeout[] = [];
     const finish = (result: Omit<HttpResult, 'ms' | 'startedAt'>) => {
       if (settled) return;
       settled = true;
       for (const t of timers) clearTimeout(t);
-      resolve({ ...result, ms: performance.now() - started, startedAt });
+      resolve({ ...result, headers: responseHeaders, ms: performance.now() - started, startedAt });
     };
     const headers: Record<string, string | number> = { ...options.headers };
     if (options.body !== undefined) headers['content-length'] = Buffer.byteLength(options.body);
     const req = httpRequest({ host: '127.0.0.1', port: options.port, method: options.method ?? 'GET', path: options.path, headers, agent: options.agent }, (res) => {
       status = res.statusCode;
+      responseHeaders = res.headers;
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => {

@@ -1,6 +1,7 @@
 import { Agent } from 'node:http';
 import type pg from 'pg';
 import { label, send, sleep, type HttpResult } from './http.js';
+import type { ReadAfterWrite } from './replica-checks.js';
 import type { AppName, ShopProcess } from './shops.js';
 
 export const FAIL_POINTS = ['after-stock', 'after-order', 'after-payment', 'commit'] as const;
@@ -40,6 +41,8 @@ export class AppLoad {
   readonly log: RequestLog[] = [];
   /** 5xx answers by status and error code (`503 database_unavailable`: a reply deadline). */
   readonly errors = new Map<string, number>();
+  /** `--replica`: the reads of an order right after its 201, with or without its commit position. */
+  readonly readsAfterWrite: ReadAfterWrite[] = [];
   readonly agent = new Agent({ keepAlive: true, maxSockets: 64 });
   private latencies: number[] = [];
 
@@ -87,7 +90,7 @@ const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * ite
 const between = (min: number, max: number) => min + Math.random() * (max - min);
 
 /** A purchase: a dedicated marker item (may carry a fault and a disconnect) or a hot item (may carry a fault, never a disconnect). */
-export async function purchase(load: AppLoad, options: { faults: boolean; aborts: boolean }): Promise<void> {
+export async function purchase(load: AppLoad, options: { faults: boolean; aborts: boolean }): Promise<Purchase> {
   // a quarter of the purchases compete for the app's two hot items (row locks, oversell guard, 409 once sold out)
   const markerItem = Math.random() < 0.25 ? undefined : load.markerItems.pop();
   const kind = markerItem !== undefined ? 'marker' : 'hot';
@@ -131,6 +134,7 @@ export async function purchase(load: AppLoad, options: { faults: boolean; aborts
     if (!p.failAt) load.noteLatency(p.result.ms);
   }
   load.purchases.push(p);
+  return p;
 }
 
 /** Reads and cheap routes. */
@@ -145,6 +149,33 @@ export async function read(load: AppLoad): Promise<void> {
     path.startsWith('/items/') ? 'GET /items/:id' : path.startsWith('/orders/') ? 'GET /orders/:id' : `GET ${path}`,
     await send({ port: load.shop.port, path, agent: load.agent, timeoutMs: 30_000 }),
   );
+}
+
+/**
+ * `--replica`: read the order a 201 just created through the read-only route, sending back the
+ * commit position it answered with (`x-sessionlocal-lsn` header or the `sl_lsn` cookie, half
+ * each); one in ten sends nothing (the control: such a read may miss on a lagging replica).
+ */
+export async function readAfterWrite(load: AppLoad, p: Purchase): Promise<void> {
+  if (p.orderId === undefined) return;
+  const lsnHeader = p.result.headers?.['x-sessionlocal-lsn'];
+  const lsn = typeof lsnHeader === 'string' ? lsnHeader : undefined;
+  const cookie = p.result.headers?.['set-cookie']?.find((c) => c.startsWith('sl_lsn='))?.split(';')[0];
+  const r = Math.random();
+  const carrier: ReadAfterWrite['carrier'] = r < 0.1 || (!lsn && !cookie) ? 'none' : r < 0.55 && lsn ? 'header' : cookie ? 'cookie' : 'header';
+  const headers: Record<string, string> = {};
+  if (carrier === 'header' && lsn) headers['x-sessionlocal-lsn'] = lsn;
+  if (carrier === 'cookie' && cookie) headers.cookie = cookie;
+  const result = load.record('GET /orders/:id (after write)', await send({ port: load.shop.port, path: `/orders/${p.orderId}`, headers, agent: load.agent, timeoutMs: 30_000 }));
+  const id = (result.body as { id?: unknown } | undefined)?.id;
+  load.readsAfterWrite.push({
+    orderId: p.orderId,
+    carrier,
+    status: result.complete ? result.status : undefined,
+    foundId: typeof id === 'number' ? id : undefined,
+    startedAt: result.startedAt,
+    ms: result.ms,
+  });
 }
 
 /** `GET /sleep` holding a connection; sometimes the client leaves mid-sleep. */
@@ -163,11 +194,13 @@ export async function sleeper(load: AppLoad, aborts: boolean): Promise<void> {
 }
 
 /** A worker: a bounded loop of mixed requests until `stop()` says so. */
-export async function worker(load: AppLoad, stop: () => boolean, options: { faults: boolean; aborts: boolean }): Promise<void> {
+export async function worker(load: AppLoad, stop: () => boolean, options: { faults: boolean; aborts: boolean; readAfterWrite?: boolean }): Promise<void> {
   for (let i = 0; i < 1_000_000 && !stop(); i++) {
     const r = Math.random();
-    if (r < 0.55) await purchase(load, options);
-    else if (r < 0.85) await read(load);
+    if (r < 0.55) {
+      const p = await purchase(load, options);
+      if (options.readAfterWrite && p.result.complete && p.result.status === 201) await readAfterWrite(load, p);
+    } else if (r < 0.85) await read(load);
     else await sleeper(load, options.aborts);
     await sleep(Math.random() * 8);
   }

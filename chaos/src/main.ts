@@ -1,4 +1,4 @@
-// `pnpm chaos [--duration 60] [--restart|--no-restart] [--pgbouncer] [--workers 5] [--out results/latest.json]`
+// `pnpm chaos [--duration 60] [--restart|--no-restart] [--pgbouncer | --replica] [--workers 5] [--out results/latest.json]`
 // The three sample shops on one embedded PostgreSQL (127.0.0.1 only), under mixed load and faults;
 // invariants checked afterwards. Exit code 0 only when every invariant holds.
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -13,6 +13,8 @@ import { startFaultProxy, type FaultProxy } from '@sessionlocal/session-core/tes
 import { countStaleFailures, longestRequestVerdicts, NETWORK_SCHEDULE, networkVerdicts, runNetworkFaults, type NetworkFaultResult } from './network.js';
 import { Bouncer, findPgbouncer, pgbouncerVersion } from './pgbouncer.js';
 import { Cluster } from './postgres.js';
+import { fallbackErrorVerdict, faultFigures, hitByKill, latency, READ_ROUTES, readYourWrites, replicaVerdicts, type AppFaultFigures, type InjectedReplicaFault } from './replica-checks.js';
+import { FallbackErrorShop, REPLICA_SCHEDULE, REPLICA_SETTINGS, ReplicaObserver, replicaEnv, runReplicaFaults, standbyCaughtUp } from './replica.js';
 import { printSummary } from './report.js';
 import { APPS, freePort, startShop, type AppName, type ShopProcess } from './shops.js';
 
@@ -25,6 +27,8 @@ interface Options {
   /** Network faults through the fault proxy (latency, silent, drip, resets). */
   network: boolean;
   pgbouncer: boolean;
+  /** A streaming standby for the shops' read-only routes, with replica faults instead of the restart and the network faults. */
+  replica: boolean;
   workers: number;
   /** Only terminate backends at least this old (ms); see README "The CI subset". */
   terminateMinAgeMs: number;
@@ -32,7 +36,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { duration: 60, restart: true, network: true, pgbouncer: false, workers: 4, terminateMinAgeMs: 0, out: '' };
+  const options: Options = { duration: 60, restart: true, network: true, pgbouncer: false, replica: false, workers: 4, terminateMinAgeMs: 0, out: '' };
   let restartGiven: boolean | undefined;
   let networkGiven: boolean | undefined;
   let minAgeGiven: number | undefined;
@@ -53,25 +57,31 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--restart') restartGiven = true;
     else if (arg === '--no-restart') restartGiven = false;
     else if (arg === '--pgbouncer') options.pgbouncer = true;
+    else if (arg === '--replica') options.replica = true;
     else if (arg === '--terminate-min-age') minAgeGiven = Number(value());
     else if (arg === '--help' || arg === '-h') {
-      console.log('usage: pnpm chaos [--duration 60] [--restart|--no-restart] [--network|--no-network] [--pgbouncer] [--workers 4] [--terminate-min-age MS] [--out FILE]');
+      console.log('usage: pnpm chaos [--duration 60] [--restart|--no-restart] [--network|--no-network] [--pgbouncer | --replica] [--workers 4] [--terminate-min-age MS] [--out FILE]');
       process.exit(0);
     } else throw new Error(`unknown argument ${arg}`);
   }
   if (!Number.isFinite(options.duration) || options.duration < 5 || options.duration > 3600) throw new Error('--duration must be 5..3600 seconds');
   if (!Number.isInteger(options.workers) || options.workers < 1 || options.workers > 32) throw new Error('--workers must be 1..32');
+  if (options.replica) {
+    // the replica faults have their own schedule and windows: the primary's restart and network faults would overlap them
+    if (options.pgbouncer || restartGiven || networkGiven) throw new Error('--replica runs its own fault schedule: it does not combine with --pgbouncer, --restart or --network');
+    if (options.duration < 30) throw new Error('--replica needs --duration 30 or more (three 5 s faults, each with its recovery window)');
+  }
   // The PostgreSQL restart needs room around it: on by default from 30 s (the 10 s CI run is the subset without it).
-  options.restart = restartGiven ?? options.duration >= 30;
+  options.restart = !options.replica && (restartGiven ?? options.duration >= 30);
   // network faults need their recovery windows (10 s each): on by default from 30 s, like the restart
-  options.network = networkGiven ?? options.duration >= 30;
+  options.network = !options.replica && (networkGiven ?? options.duration >= 30);
   // Short runs spare backends younger than 1 s: terminating one while its client is still setting it up
   // crashes the app (session-core/Sequelize bug, see README); the full run keeps that fault.
   options.terminateMinAgeMs = minAgeGiven ?? (options.duration >= 30 ? 0 : 1_000);
   if (!Number.isInteger(options.terminateMinAgeMs) || options.terminateMinAgeMs < 0) throw new Error('--terminate-min-age must be an integer >= 0 (ms)');
   // only the standard run (60 s, default faults) replaces the published results; ad-hoc runs go to results/tmp/
   const standard = options.duration === 60 && options.workers === 4 && restartGiven === undefined && networkGiven === undefined && minAgeGiven === undefined;
-  const name = options.pgbouncer ? 'pgbouncer' : 'latest';
+  const name = options.pgbouncer ? 'pgbouncer' : options.replica ? 'replica' : 'latest';
   options.out = outGiven ?? resolve(PKG, standard ? `results/${name}.json` : `results/tmp/${name}-${options.duration}s.json`);
   return options;
 }
@@ -79,8 +89,10 @@ function parseArgs(argv: string[]): Options {
 const say = (line: string) => console.log(`[chaos] ${line}`);
 
 let cluster: Cluster | undefined;
+let standby: Cluster | undefined;
 const bouncers: Bouncer[] = [];
 let proxy: FaultProxy | undefined;
+let replicaProxy: FaultProxy | undefined;
 const shops: ShopProcess[] = [];
 let stopping = false;
 let interrupted = false;
@@ -88,13 +100,16 @@ let interrupted = false;
 async function cleanup(): Promise<void> {
   await Promise.all(shops.map((shop) => shop.stop(10_000).catch(() => null)));
   await proxy?.close().catch(() => {});
+  await replicaProxy?.close().catch(() => {});
   await Promise.all(bouncers.map((b) => b.stop().catch(() => {})));
+  await standby?.destroy().catch(() => {});
   await cluster?.destroy().catch(() => {});
 }
 
 process.on('exit', () => {
   for (const shop of shops) if (shop.child.exitCode === null && shop.child.signalCode === null) shop.child.kill('SIGKILL');
   for (const b of bouncers) b.killSync();
+  standby?.destroySync();
   cluster?.destroySync();
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -122,13 +137,32 @@ async function main(): Promise<number> {
     }
   }
   say(
-    `duration ${options.duration} s, workers ${options.workers}/app, PostgreSQL restart ${options.restart ? 'on' : 'off'}, network faults ${options.network ? 'on' : 'off'}, pg_terminate_backend on backends older than ${options.terminateMinAgeMs} ms${options.pgbouncer ? `, behind ${pgbouncerVersion(bouncerBinary!)} (transaction pooling)` : ''}`,
+    `duration ${options.duration} s, workers ${options.workers}/app, PostgreSQL restart ${options.restart ? 'on' : 'off'}, network faults ${options.network ? 'on' : 'off'}, pg_terminate_backend on backends older than ${options.terminateMinAgeMs} ms${options.pgbouncer ? `, behind ${pgbouncerVersion(bouncerBinary!)} (transaction pooling)` : ''}${options.replica ? ', streaming standby with replica faults (stopped, silent, lagging)' : ''}`,
   );
 
   // -- PostgreSQL (and PgBouncer) --
   cluster = await Cluster.create(await freePort());
+  if (options.replica) {
+    // synchronous_commit=off: a commit's WAL is flushed (and only then streamed) by the WAL writer, every
+    // wal_writer_delay (200 ms by default); 10 ms keeps the standby's lag at what a busy primary shows
+    cluster.extraSettings = ['wal_writer_delay=10ms'];
+    try {
+      standby = await cluster.standby(await freePort());
+    } catch (error) {
+      return skipReplica(options, error);
+    }
+  }
   await cluster.start();
   say(`PostgreSQL on 127.0.0.1:${cluster.port} (data ${cluster.dataDir})`);
+  if (standby) {
+    try {
+      await standby.start();
+      await standbyCaughtUp(cluster, standby);
+    } catch (error) {
+      return skipReplica(options, error);
+    }
+    say(`standby on 127.0.0.1:${standby.port} streaming from the primary (data ${standby.dataDir})`);
+  }
   const setup = new pg.Client({ connectionString: cluster.url() });
   await setup.connect();
   await setup.query(`CREATE ROLE shop LOGIN PASSWORD '${SHOP_PASSWORD}'`);
@@ -151,6 +185,13 @@ async function main(): Promise<number> {
   proxy = await startFaultProxy({ port: Number(new URL(appUrl).port) });
   appUrl = proxy.url(appUrl);
   say(`fault proxy on 127.0.0.1:${proxy.port} in front of ${options.pgbouncer ? 'PgBouncer' : 'PostgreSQL'}`);
+  let replicaUrl: string | undefined;
+  if (standby) {
+    // a second fault proxy between the shops and the standby (the silent fault)
+    replicaProxy = await startFaultProxy({ port: standby.port });
+    replicaUrl = replicaProxy.url(cluster.url('chaos', 'shop', SHOP_PASSWORD));
+    say(`fault proxy on 127.0.0.1:${replicaProxy.port} in front of the standby`);
+  }
 
   // -- the three shops --
   // Deadlines: reply = statement_timeout 1000 + margin 500 (behind PgBouncer, where statement_timeout
@@ -163,6 +204,7 @@ async function main(): Promise<number> {
     DB_CONNECT_TIMEOUT_MS: String(deadlines.connectMs),
     SHOP_FAULTS: '1',
     ...(options.pgbouncer ? { DB_REPLY_TIMEOUT_MS: String(deadlines.replyMs) } : { DB_STATEMENT_TIMEOUT_MS: '1000', DB_REPLY_TIMEOUT_MARGIN_MS: '500' }),
+    ...(replicaUrl ? replicaEnv(replicaUrl) : {}),
   };
   for (const app of APPS) shops.push(await startShop(app, env)); // one at a time: migrations, 2 cores
   if (interrupted) return 130;
@@ -199,6 +241,16 @@ async function main(): Promise<number> {
     );
   }
   const all = [...loads.values()];
+  // a fourth shop with DB_REPLICA_FALLBACK=error, probed but not loaded (not among the apps checked above)
+  let fallbackShop: FallbackErrorShop | undefined;
+  if (replicaUrl) {
+    const shop = await startShop('express-shop', { ...env, DB_REPLICA_FALLBACK: 'error' });
+    shops.push(shop);
+    fallbackShop = new FallbackErrorShop(shop, loads.get('express-shop')!.hotItems[0]!);
+    say(`express-shop with DB_REPLICA_FALLBACK=error on 127.0.0.1:${shop.port} (probed, not loaded)`);
+  }
+  // the items exist on the standby before the first read
+  if (standby) say(`standby caught up with the items after ${await standbyCaughtUp(cluster, standby)} ms`);
 
   // -- load and faults --
   const loadStarted = Date.now();
@@ -210,7 +262,27 @@ async function main(): Promise<number> {
   const kills: Array<{ at: number; app: string | undefined }> = [];
   const restart: { stoppedAt?: number; upAt?: number; stopMs?: number; recovery: Record<string, number | null> } = { recovery: {} };
 
-  const workers = all.flatMap((load) => Array.from({ length: options.workers }, () => worker(load, done, { faults: true, aborts: true })));
+  const workers = all.flatMap((load) => Array.from({ length: options.workers }, () => worker(load, done, { faults: true, aborts: true, readAfterWrite: options.replica })));
+
+  const observer = new ReplicaObserver(all, REPLICA_SETTINGS.pollMs);
+  let replicaFaults: InjectedReplicaFault[] = [];
+  const replicaRun = (async () => {
+    if (!standby) return;
+    observer.start();
+    fallbackShop?.start(done);
+    replicaFaults = await runReplicaFaults({
+      primary: cluster!,
+      standby,
+      proxy: replicaProxy!,
+      loads: all,
+      observer,
+      schedule: REPLICA_SCHEDULE,
+      durationMs: options.duration * 1000,
+      loadStarted,
+      done,
+      say,
+    });
+  })();
 
   const terminator = (async () => {
     for (let i = 0; i < 100_000 && !done(); i++) {
@@ -300,8 +372,11 @@ async function main(): Promise<number> {
     }
   })();
 
-  await Promise.all([...workers, terminator, bursts, restarter, network, progress]);
+  await Promise.all([...workers, terminator, bursts, restarter, network, progress, replicaRun]);
+  await observer.stop();
+  await fallbackShop?.stop();
   proxy.pass();
+  replicaProxy?.pass();
   if (interrupted) return 130;
   const loadMs = Date.now() - loadStarted;
   say(`load stopped after ${(loadMs / 1000).toFixed(1)} s; checking invariants`);
@@ -338,7 +413,9 @@ async function main(): Promise<number> {
   }
 
   // pool released and no idle-in-transaction backend once load stops (a deadline, not a sleep)
-  type Snapshot = { inUse: number; open: number; waiting: number; idleInTx: number };
+  type Snapshot = { inUse: number; open: number; waiting: number; idleInTx: number; standbyIdleInTx: number };
+  const standbyAdmin = standby ? new pg.Pool({ connectionString: standby.url('chaos'), max: 1, connectionTimeoutMillis: 3_000 }) : undefined;
+  standbyAdmin?.on('error', () => {});
   const snapshot = async (load: AppLoad): Promise<Snapshot> => {
     const stats = await send({ port: load.shop.port, path: '/stats', timeoutMs: 2_000 });
     const body = stats.body as { pool?: { inUse?: number; waiting?: number }; sessions?: { open?: number } } | undefined;
@@ -346,7 +423,15 @@ async function main(): Promise<number> {
       `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = 'chaos' AND usename = 'shop' AND state LIKE 'idle in transaction%' AND ($1::text IS NULL OR application_name = $1)`,
       [options.pgbouncer ? null : load.app],
     );
-    return { inUse: body?.pool?.inUse ?? -1, open: body?.sessions?.open ?? -1, waiting: body?.pool?.waiting ?? -1, idleInTx: idle.rows[0]?.n ?? -1 };
+    const idleStandby = standbyAdmin
+      ? ((
+          await standbyAdmin.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = 'chaos' AND usename = 'shop' AND state LIKE 'idle in transaction%' AND application_name = $1`,
+            [load.app],
+          )
+        ).rows[0]?.n ?? -1)
+      : 0;
+    return { inUse: body?.pool?.inUse ?? -1, open: body?.sessions?.open ?? -1, waiting: body?.pool?.waiting ?? -1, idleInTx: idle.rows[0]?.n ?? -1, standbyIdleInTx: idleStandby };
   };
   const snapshots = new Map<AppName, Snapshot>();
   const settleMs = await until(
@@ -355,7 +440,7 @@ async function main(): Promise<number> {
       for (const load of all) {
         const s = await snapshot(load);
         snapshots.set(load.app, s);
-        if (s.inUse !== 0 || s.open !== 0 || s.idleInTx !== 0) clean = false;
+        if (s.inUse !== 0 || s.open !== 0 || s.idleInTx !== 0 || s.standbyIdleInTx !== 0) clean = false;
       }
       return clean;
     },
@@ -376,6 +461,58 @@ async function main(): Promise<number> {
       pass: s?.idleInTx === 0,
       detail: `${s?.idleInTx} idle-in-transaction backends${options.pgbouncer ? ' (all apps, behind PgBouncer)' : ''}`,
     });
+    if (standbyAdmin) {
+      verdicts.push({
+        app: load.app,
+        name: "no 'idle in transaction' backend on the standby",
+        pass: s?.standbyIdleInTx === 0,
+        detail: `${s?.standbyIdleInTx} idle-in-transaction backends of the app on the standby`,
+      });
+    }
+  }
+  await standbyAdmin?.end().catch(() => {});
+
+  // -- replica: figures per fault and app, and their verdicts --
+  let replicaReport: Record<string, unknown> | undefined;
+  if (standby) {
+    const firstFault = replicaFaults[0]?.startedAt ?? loadStarted + loadMs;
+    const perApp: Record<string, unknown> = {};
+    for (const load of all) {
+      const samples = observer.samples.get(load.app) ?? [];
+      const figures: AppFaultFigures[] = replicaFaults.map((fault) => faultFigures(fault, samples, load.log, REPLICA_SETTINGS.pollMs, (e) => hitByKill(load.app, e, kills)));
+      verdicts.push(...replicaVerdicts({ app: load.app, faults: replicaFaults, figures, log: load.log, reads: load.readsAfterWrite, kills, settings: REPLICA_SETTINGS }));
+      const servedAt = (at: number) => [...samples].reverse().find((s) => s.at <= at)?.served ?? null;
+      const baselineReads = load.log.filter((e) => READ_ROUTES.has(e.route) && e.startedAt + e.ms < firstFault && e.status === 200);
+      perApp[load.app] = {
+        baseline: { servedByReplica: (servedAt(firstFault) ?? 0) - (samples[0]?.served ?? 0), readLatency: latency(baselineReads.map((e) => e.ms)) },
+        faults: replicaFaults.map((fault, i) => ({ kind: fault.kind, ...figures[i] })),
+        servedByReplicaTotal: samples[samples.length - 1]?.served ?? null,
+        readsTotal: load.log.filter((e) => READ_ROUTES.has(e.route)).length,
+        readYourWrites: readYourWrites(load.readsAfterWrite),
+        samples: samples.length,
+      };
+    }
+    if (fallbackShop) verdicts.push(fallbackErrorVerdict('express-shop (fallback error)', fallbackShop.probes, replicaFaults, fallbackShop.shop.crashed !== undefined));
+    replicaReport = {
+      settings: REPLICA_SETTINGS,
+      fallbackError: fallbackShop && {
+        probes: fallbackShop.probes.length,
+        byState: Object.fromEntries(
+          ['up', 'down', 'lagging'].map((state) => [
+            state,
+            fallbackShop!.probes
+              .filter((p) => p.before === state && p.after === state)
+              .reduce<Record<string, number>>((acc, p) => {
+                const key = p.status === undefined ? 'no answer' : `${p.status}${p.error ? ` ${p.error}` : ''}${p.retryAfter ? ` retry-after ${p.retryAfter}` : ''}`;
+                acc[key] = (acc[key] ?? 0) + 1;
+                return acc;
+              }, {}),
+          ]),
+        ),
+      },
+      faults: replicaFaults.map((f) => ({ kind: f.kind, startedAt: f.startedAt - loadStarted, endedAt: f.endedAt - loadStarted, nextAt: f.nextAt - loadStarted })),
+      apps: perApp,
+    };
   }
 
   const outcomes = new Map<AppName, PurchaseOutcomes>();
@@ -401,7 +538,7 @@ async function main(): Promise<number> {
   const result = {
     pass,
     options: { ...options, out: undefined },
-    mode: options.pgbouncer ? 'pgbouncer-transaction' : 'direct',
+    mode: options.pgbouncer ? 'pgbouncer-transaction' : options.replica ? 'streaming-replica' : 'direct',
     startedAt: new Date(started).toISOString(),
     loadMs,
     totalMs: Date.now() - started,
@@ -429,6 +566,7 @@ async function main(): Promise<number> {
     ),
     invariants: verdicts,
     pgbouncer: bouncerReport?.facts,
+    replica: replicaReport,
   };
   writeResults(options.out, result);
   printSummary(result);
@@ -439,8 +577,30 @@ async function main(): Promise<number> {
     for (const r of networkResults)
       say(`  ${r.kind}: /health 200 after ${JSON.stringify(r.healthMs)} ms; stale-connection failures in ${(r.windowMs / 1000).toFixed(1)} s: ${JSON.stringify(r.staleFailures)}`);
   }
+  if (replicaReport) {
+    for (const [app, figures] of Object.entries(
+      replicaReport.apps as Record<string, { baseline: { servedByReplica: number; readLatency: { p50: number | null } }; faults: Array<AppFaultFigures & { kind: string }> }>,
+    )) {
+      say(
+        `replica ${app}: baseline ${figures.baseline.servedByReplica} reads on the replica (p50 ${figures.baseline.readLatency.p50} ms); ${figures.faults
+          .map(
+            (f) =>
+              `${f.kind}: seen after ${f.markedMs} ms, fallback p50 ${f.fallbackLatency.p50} / max ${f.fallbackLatency.max} ms, up ${f.backMs} ms after, then ${f.servedAfterBack} reads on the replica`,
+          )
+          .join('; ')}`,
+      );
+    }
+  }
   say(pass ? 'all invariants PASS' : `FAILED: ${verdicts.filter((v) => !v.pass).length} invariant(s)`);
   return pass ? 0 : 1;
+}
+
+/** `--replica` when no standby can be made here: say why, write it, exit 0 (like `--pgbouncer` without the binary). */
+function skipReplica(options: Options, error: unknown): number {
+  const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+  say(`--replica: skipped: a streaming standby could not be made here (${reason}).`);
+  writeResults(options.out, { skipped: `no streaming standby: ${reason}`, options: { ...options, out: undefined }, pass: true });
+  return 0;
 }
 
 function writeResults(out: string, data: unknown): void {

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -20,11 +20,42 @@ export class Cluster {
   private process: ChildProcess | undefined;
   private binaries: { postgres: string; initdb: string } | undefined;
   ids: { uid?: number; gid?: number } = {};
+  /** More `name=value` settings for `postgres -c` (set before `start()`). */
+  extraSettings: string[] = [];
   log = '';
+
+  /** Set on a standby made by `standby()`: the primary it streams from. */
+  private standbyOf: Cluster | undefined;
 
   private constructor(port: number, dataDir: string) {
     this.port = port;
     this.dataDir = dataDir;
+  }
+
+  /** Whether this cluster is a hot standby (made by `standby()`). */
+  get isStandby(): boolean {
+    return this.standbyOf !== undefined;
+  }
+
+  /**
+   * A hot standby of this cluster, streaming from it on `port`. Call it before this cluster's
+   * first start: a cleanly shut down, never started data directory is copied (a valid base
+   * backup, so no pg_basebackup), with `standby.signal` and a `primary_conninfo` to 127.0.0.1.
+   */
+  async standby(port: number): Promise<Cluster> {
+    if (this.process) throw new Error('standby(): make the standby before the primary first starts');
+    const dataDir = await mkdtemp(join(tmpdir(), 'sessionlocal-chaos-standby-'));
+    rmSync(dataDir, { recursive: true, force: true });
+    const copy = spawnSync('cp', ['-a', this.dataDir, dataDir], { encoding: 'utf8' });
+    if (copy.status !== 0) throw new Error(`copying the data directory for the standby failed: ${copy.stderr}`);
+    appendFileSync(join(dataDir, 'postgresql.auto.conf'), `primary_conninfo = 'host=127.0.0.1 port=${this.port} user=postgres password=${this.password} application_name=chaos_standby'\n`);
+    writeFileSync(join(dataDir, 'standby.signal'), '');
+    if (this.ids.uid !== undefined) spawnSync('chown', ['-R', `${this.ids.uid}:${this.ids.gid}`, dataDir]);
+    const standby = new Cluster(port, dataDir);
+    standby.binaries = this.binaries;
+    standby.ids = this.ids;
+    standby.standbyOf = this;
+    return standby;
   }
 
   static async create(port: number): Promise<Cluster> {
@@ -95,6 +126,15 @@ export class Cluster {
       'unix_socket_directories=',
       '-c',
       'shared_buffers=32MB',
+      // streaming replication (`--replica`): WAL kept for a standby that was stopped for a while,
+      // quick reconnects and replay reports
+      '-c',
+      'wal_keep_size=256MB',
+      '-c',
+      'wal_receiver_status_interval=1s',
+      '-c',
+      'wal_retrieve_retry_interval=200ms',
+      ...this.extraSettings.flatMap((setting) => ['-c', setting]),
     ];
     const child = spawn(postgres, ['-D', this.dataDir, '-p', String(this.port), ...flags], { ...this.ids, stdio: ['ignore', 'ignore', 'pipe'] });
     this.process = child;
@@ -105,7 +145,8 @@ export class Cluster {
     });
     await new Promise<void>((resolve, reject) => {
       const timer = setInterval(() => {
-        if (startLog.includes('database system is ready to accept connections')) finish();
+        // a hot standby says "ready to accept read-only connections"
+        if (/database system is ready to accept (read-only )?connections/.test(startLog)) finish();
         else if (Date.now() > deadline) finish(new Error(`PostgreSQL did not start within ${timeoutMs} ms:\n${startLog.slice(-2000)}`));
       }, 25);
       const deadline = Date.now() + timeoutMs;

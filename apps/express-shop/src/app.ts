@@ -3,11 +3,14 @@ import { BODY_LIMIT_BYTES, decodeUtf8, isUnexpected, rejectPrototypeKeys, ShopEr
 import express, { type ErrorRequestHandler, type Express, type Request, type Response } from 'express';
 
 /** The shop over Express: routes map HTTP to the domain; the adapter owns the session. */
-export function createApp({ shop, SessionLocal }: ShopRuntime): Express {
+export function createApp({ shop, SessionLocal, replicas }: ShopRuntime): Express {
   const app = express();
   app.disable('x-powered-by');
+  // With read replicas: the item and order reads run in read-only sessions (a replica), and a
+  // client's own writes stay visible to it (read-your-writes token on every commit).
+  const reads = replicas ? [sessionLocal.route({ readOnly: () => true })] : [];
 
-  app.use(sessionLocal({ factory: SessionLocal }));
+  app.use(sessionLocal({ factory: SessionLocal, readYourWrites: replicas }));
   // `verify` sees the raw bytes: refuse invalid UTF-8 before body-parser decodes it leniently (U+FFFD).
   app.use(express.json({ limit: BODY_LIMIT_BYTES, strict: false, reviver: rejectPrototypeKeys, verify: strictUtf8 }));
 
@@ -25,13 +28,13 @@ export function createApp({ shop, SessionLocal }: ShopRuntime): Express {
   app.get('/items', async (_req, res) => {
     res.json(await shop.listItems());
   });
-  app.get('/items/:id', async (req, res) => {
+  app.get('/items/:id', ...reads, async (req, res) => {
     res.json(await shop.getItem(req.params.id));
   });
   app.post('/orders', async (req, res) => {
     res.status(201).json(await shop.placeOrder(jsonBody(req), req.get('x-fail-at')));
   });
-  app.get('/orders/:id', async (req, res) => {
+  app.get('/orders/:id', ...reads, async (req, res) => {
     res.json(await shop.getOrder(req.params.id));
   });
   app.get('/receipts', (_req, res) => {

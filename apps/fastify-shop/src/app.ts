@@ -3,9 +3,12 @@ import { BODY_LIMIT_BYTES, decodeJsonBody, isUnexpected, ShopError, toHttpError,
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 
 /** The shop over Fastify: routes map HTTP to the domain; the plugin owns the session. */
-export async function createApp({ shop, SessionLocal }: ShopRuntime): Promise<FastifyInstance> {
+export async function createApp({ shop, SessionLocal, replicas }: ShopRuntime): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT_BYTES, routerOptions: { ignoreTrailingSlash: true } });
-  await app.register(fastifySessionLocal, { factory: SessionLocal });
+  await app.register(fastifySessionLocal, { factory: SessionLocal, readYourWrites: replicas });
+  // With read replicas: the item and order reads run in read-only sessions (a replica), and a
+  // client's own writes stay visible to it (read-your-writes token on every commit).
+  const reads = { config: { sessionLocal: replicas ? { readOnly: () => true } : undefined } };
 
   // JSON read as bytes and decoded by the domain: strict UTF-8 (Fastify's parser reads invalid bytes as U+FFFD),
   // prototype keys refused, an empty body is no body. `bodyLimit` still applies (Fastify checks it before parsing).
@@ -17,9 +20,9 @@ export async function createApp({ shop, SessionLocal }: ShopRuntime): Promise<Fa
   app.get('/health', async () => shop.health());
   app.post('/items', async (request, reply) => reply.code(201).send(await shop.createItem(request.body)));
   app.get('/items', async () => shop.listItems());
-  app.get<{ Params: { id: string } }>('/items/:id', async (request) => shop.getItem(request.params.id));
+  app.get<{ Params: { id: string } }>('/items/:id', reads, async (request) => shop.getItem(request.params.id));
   app.post('/orders', async (request, reply) => reply.code(201).send(await shop.placeOrder(request.body, request.headers['x-fail-at'])));
-  app.get<{ Params: { id: string } }>('/orders/:id', async (request) => shop.getOrder(request.params.id));
+  app.get<{ Params: { id: string } }>('/orders/:id', reads, async (request) => shop.getOrder(request.params.id));
   app.get('/receipts', async () => shop.listReceipts());
   app.get<{ Querystring: { ms?: string } }>('/sleep', async (request) => shop.sleep(request.query.ms));
   app.get('/stats', async () => shop.stats());

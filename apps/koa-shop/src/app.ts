@@ -5,8 +5,11 @@ import Koa, { type Context, type Next } from 'koa';
 import { jsonBody } from './json-body.js';
 
 /** The shop over Koa: routes map HTTP to the domain; the adapter owns the session. */
-export function createApp({ shop, SessionLocal }: ShopRuntime): Koa {
+export function createApp({ shop, SessionLocal, replicas }: ShopRuntime): Koa {
   const app = new Koa();
+  // With read replicas: the item and order reads run in read-only sessions (a replica), and a
+  // client's own writes stay visible to it (read-your-writes token on every commit).
+  const reads = replicas ? [sessionLocal.route({ readOnly: () => true })] : [];
 
   const router = new Router();
   // Opted out: this route has no session at all, so it can never touch the pool.
@@ -24,7 +27,7 @@ export function createApp({ shop, SessionLocal }: ShopRuntime): Koa {
   router.get('/items', async (ctx) => {
     ctx.body = await shop.listItems();
   });
-  router.get('/items/:id', async (ctx) => {
+  router.get('/items/:id', ...reads, async (ctx) => {
     ctx.body = await shop.getItem(ctx.params.id);
   });
   router.post('/orders', async (ctx) => {
@@ -32,7 +35,7 @@ export function createApp({ shop, SessionLocal }: ShopRuntime): Koa {
     ctx.status = 201;
     ctx.body = order;
   });
-  router.get('/orders/:id', async (ctx) => {
+  router.get('/orders/:id', ...reads, async (ctx) => {
     ctx.body = await shop.getOrder(ctx.params.id);
   });
   router.get('/receipts', (ctx) => {
@@ -46,7 +49,7 @@ export function createApp({ shop, SessionLocal }: ShopRuntime): Koa {
   });
 
   app.use(errors);
-  app.use(sessionLocal({ factory: SessionLocal }));
+  app.use(sessionLocal({ factory: SessionLocal, readYourWrites: replicas }));
   app.use(jsonBody(BODY_LIMIT_BYTES));
   app.use(router.routes());
   app.use((ctx) => {

@@ -11,6 +11,13 @@ export interface ShopRuntime {
   engine: Engine;
   SessionLocal: SessionFactory;
   shop: Shop;
+  /**
+   * The engine has read replicas (`DATABASE_REPLICA_URLS`): the apps serve `GET /items/:id` and
+   * `GET /orders/:id` from read-only sessions (a replica, else the primary as fallback) and turn
+   * on read-your-writes, so a client that sends back the `sl_lsn` cookie or `x-sessionlocal-lsn`
+   * header of its `POST /orders` reads its own order.
+   */
+  replicas: boolean;
   /** Dispose the engine (waits for open sessions), then stop the embedded PostgreSQL if this process started one. */
   close(): Promise<void>;
 }
@@ -55,7 +62,15 @@ export async function openShop(options: OpenShopOptions = {}): Promise<ShopRunti
           if (embedded) await stopEmbeddedDatabase(embedded);
         }
       })());
-    return { config, engine, SessionLocal, shop, close };
+    const replicas = engine.stats().pools !== undefined;
+    if (replicas)
+      log(
+        `read replicas: ${engine
+          .stats()
+          .pools?.replicas.map((r) => r.url)
+          .join(', ')} (GET /items/:id and GET /orders/:id read from them; read-your-writes on)`,
+      );
+    return { config, engine, SessionLocal, shop, replicas, close };
   } catch (error) {
     if (embedded) await stopEmbeddedDatabase(embedded).catch(() => {});
     throw error;

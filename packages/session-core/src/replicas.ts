@@ -32,6 +32,8 @@ export interface ReplicaStats extends PoolStats {
   cause?: string;
   /** Milliseconds since the last check (`null`: never checked). */
   checkedAgoMs: number | null;
+  /** Connections this replica handed to read-only sessions since the engine was created (the primary served the other read-only sessions). */
+  served: number;
 }
 
 /** What `engine.ping({ replicas: true })` reports per replica. */
@@ -99,6 +101,7 @@ class Replica {
   checkedAt: number | undefined;
   checker: pg.Client | undefined;
   checking: Promise<ReplicaPing> | undefined;
+  served = 0;
   readonly downWaiters = new Set<(error: Error) => void>();
 
   constructor(
@@ -186,7 +189,10 @@ export class ReplicaSet {
         problems.push({ url: replica.name, state: 'down', cause: replica.cause ?? describe(error, this.secrets) });
         continue;
       }
-      if (minLsn === undefined) return connection;
+      if (minLsn === undefined) {
+        replica.served++;
+        return connection;
+      }
       let replayed: boolean;
       try {
         replayed = await this.replayed(replica, connection, minLsn, maxWaitMs, session);
@@ -196,7 +202,10 @@ export class ReplicaSet {
         problems.push({ url: replica.name, state: 'down', cause: replica.cause ?? 'failed' });
         continue;
       }
-      if (replayed) return connection;
+      if (replayed) {
+        replica.served++;
+        return connection;
+      }
       this.release(connection, false);
       // the client left while the session waited for the replay position
       if (session?.abortRequested) throw session.signal.reason ?? new Error('aborted');
@@ -205,6 +214,19 @@ export class ReplicaSet {
     if (minLsn !== undefined && problems.length < count) return undefined;
     if (this.options.replicaOptions.fallback === 'primary') return undefined;
     throw new ReplicaUnavailableError(problems, this.retryAfterSeconds());
+  }
+
+  /**
+   * The error for a read-only session whose replica connection was lost under it (its backend
+   * terminated, the standby shutting down, the connection reset): `ReplicaUnavailableError` naming
+   * the replica, with `cause` the error the session saw; `undefined` when `connection` is not a
+   * replica's. Nothing of a read-only session was written, so the client may simply retry (503).
+   */
+  lost(connection: PooledConnection, cause: unknown): ReplicaUnavailableError | undefined {
+    const replica = (connection as ReplicaConnection).replica;
+    if (!replica) return undefined;
+    if (cause instanceof ReplicaUnavailableError) return cause;
+    return new ReplicaUnavailableError([{ url: replica.name, state: 'down', cause: `connection lost: ${describe(cause, this.secrets)}` }], this.retryAfterSeconds(), cause);
   }
 
   /** Whether `connection` came from a replica pool; if so, give it back there (or destroy it). */
@@ -240,6 +262,7 @@ export class ReplicaSet {
       replayLsn: r.replayLsn ?? null,
       ...(r.cause !== undefined && (r.state === 'down' || r.state === 'lagging') && { cause: r.cause }),
       checkedAgoMs: r.checkedAt === undefined ? null : Math.round(now - r.checkedAt),
+      served: r.served,
     }));
   }
 

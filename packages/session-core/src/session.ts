@@ -11,7 +11,7 @@ import {
   SessionStateLeftError,
   TransactionAbortedError,
   TransactionEndedError,
-  type SessionLocalError,
+  SessionLocalError,
 } from './errors.js';
 import { expire, unexpire } from './expire.js';
 import { ownerOf, setOwner } from './owner.js';
@@ -332,7 +332,9 @@ export class Session {
       error = caught;
       destroy ||= isConnectionError(caught);
     }
-    if (error instanceof CommitOutcomeUnknownError) {
+    // a read-only session whose replica connection was lost before or during COMMIT: nothing was to be committed (503, not 500)
+    const lost = error !== undefined && failure === undefined && (error instanceof CommitOutcomeUnknownError || destroy || isBroken(held.connection)) ? this.replicaLost(held, error, true) : undefined;
+    if (error instanceof CommitOutcomeUnknownError && !lost) {
       // the server may have committed: neither afterCommit nor afterRollback hooks run (dropped, counted)
       const unknown = new CommitOutcomeUnknownError(this.id, error.cause);
       const hooks = this.takeHooks();
@@ -345,8 +347,8 @@ export class Session {
       throw unknown;
     }
     if (error !== undefined) {
-      const commitError = new CommitError(this.id, failure ?? error);
-      this.move({ kind: 'idle' }, { outcome: 'rollback', startedAt, destroy, reason: commitError });
+      const commitError = lost ?? new CommitError(this.id, failure ?? error);
+      this.move({ kind: 'idle' }, { outcome: 'rollback', startedAt, destroy: destroy || lost !== undefined, reason: commitError });
       this.expiring = undefined;
       const hooks = this.takeHooks().rollback;
       this.endCycle('rollback');
@@ -647,10 +649,26 @@ export class Session {
 
   private async statementFailed(held: Held, error: unknown): Promise<unknown> {
     const status = await settledStatus(held.connection);
-    if (status !== 'E' && status !== null) return error; // nothing aborted on the server
-    held.failure ??= error;
-    if (this.life.kind === 'active') this.move({ kind: 'failed', held, failure: error });
-    return error;
+    // a replica connection lost under the statement (backend terminated, standby shutting down, reset): the read cannot go on there (503)
+    const lost = status === null || isConnectionError(error) ? this.replicaLost(held, error) : undefined;
+    const failure = lost ?? error;
+    if (status !== 'E' && status !== null) return failure; // nothing aborted on the server
+    held.failure ??= failure;
+    if (this.life.kind === 'active') this.move({ kind: 'failed', held, failure });
+    return failure;
+  }
+
+  /**
+   * `ReplicaUnavailableError` when the session's replica connection was lost (a read-only session:
+   * nothing to commit, nothing written); `undefined` on the primary, and for sessionlocal's own
+   * errors of a statement (a reply deadline stays a `ReplyTimeoutError`).
+   */
+  private replicaLost(held: Held, error: unknown, commit = false): ReplicaUnavailableError | undefined {
+    const replicas = this.engine.replicaSet;
+    if (!replicas) return undefined;
+    if (error instanceof CommitOutcomeUnknownError) return replicas.lost(held.connection, error.cause ?? error);
+    if (!commit && error instanceof SessionLocalError && !(error instanceof ReplicaUnavailableError)) return undefined;
+    return replicas.lost(held.connection, error);
   }
 
   private async rollbackNow(destroy: boolean): Promise<void> {

@@ -32,6 +32,18 @@ describe('read replicas (replica URL pointed at the primary)', () => {
     expect(rows[0].n).toBe(3);
   });
 
+  it('stats() counts the read-only sessions each replica served; sessions that never query and read-write sessions are not counted', async () => {
+    const engine = createEngine(h.db.url, { replicas: [h.db.url], replicaOptions: { checkIntervalMs: 0 } });
+    h.engines.push(engine);
+    const SessionLocal = sessionmaker(engine);
+    expect(engine.stats().pools?.replicas[0]?.served).toBe(0);
+    const reads = 2 + Math.floor(Math.random() * 4);
+    for (let i = 0; i < reads; i++) await SessionLocal.begin(() => engine.sequelize.query('SELECT 1', { type: QueryTypes.SELECT }), { readOnly: true });
+    await SessionLocal.begin(() => engine.sequelize.query('SELECT 1', { type: QueryTypes.SELECT }));
+    await SessionLocal({ readOnly: true }).close();
+    expect(engine.stats().pools?.replicas[0]?.served).toBe(reads);
+  });
+
   it('a replica connection is never handed to a read-write session', async () => {
     const engine = createEngine(h.db.url, { replicas: [h.db.url], replicaOptions: { checkIntervalMs: 0 }, pool: { max: 2 } });
     h.engines.push(engine);

@@ -316,6 +316,40 @@ suite(`read replicas on a real streaming standby${unsupported ? ` (skipped: ${un
     }
   });
 
+  it('a read whose replica connection is lost mid-statement (its backend terminated, as a fast shutdown of the standby does) fails with ReplicaUnavailableError (503), not as an internal error', async () => {
+    const engine = engineOf({ replicaOptions: { checkIntervalMs: 0 } });
+    const SessionLocal = sessionmaker(engine);
+    const session = SessionLocal({ readOnly: true });
+    const [row] = (await session.run(() => engine.sequelize.query('SELECT pg_backend_pid() AS pid, pg_is_in_recovery() AS r', { type: QueryTypes.SELECT }))) as Array<{ pid: number; r: boolean }>;
+    expect(row?.r).toBe(true);
+    const reading = session.run(() => engine.sequelize.query('SELECT pg_sleep(5)')).catch((e: unknown) => e);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await pair.standby.query(`SELECT pg_terminate_backend(${row?.pid})`);
+    const error = await reading;
+    expect(error).toBeInstanceOf(ReplicaUnavailableError);
+    expect(httpErrorFor(error)).toMatchObject({ status: 503, body: { error: 'replica_unavailable' } });
+    expect((error as ReplicaUnavailableError).cause).toMatchObject({ parent: { code: '57P01' } });
+    await session.close();
+    expect(engine.stats().pool.inUse).toBe(0);
+    // the replica itself is fine: the next read-only session is served by it
+    expect(await SessionLocal.begin(() => inRecovery(engine), { readOnly: true })).toBe(true);
+  });
+
+  it('a read-only session whose replica connection is lost after its reads, before COMMIT, fails its commit with ReplicaUnavailableError (503), not commit_failed (500)', async () => {
+    const engine = engineOf({ replicaOptions: { checkIntervalMs: 0 } });
+    const SessionLocal = sessionmaker(engine);
+    const session = SessionLocal({ readOnly: true });
+    const [row] = (await session.run(() => engine.sequelize.query('SELECT pg_backend_pid() AS pid', { type: QueryTypes.SELECT }))) as Array<{ pid: number }>;
+    await pair.standby.query(`SELECT pg_terminate_backend(${row?.pid})`);
+    await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 200));
+    const error = await session.commit().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ReplicaUnavailableError);
+    expect(httpErrorFor(error)).toMatchObject({ status: 503, body: { error: 'replica_unavailable' } });
+    await session.close();
+    expect(engine.stats().pool.inUse).toBe(0);
+    expect(await SessionLocal.begin(() => inRecovery(engine), { readOnly: true })).toBe(true);
+  });
+
   it('lagging replica (replay paused): skipped beyond maxLagMs (reads from the primary), used again once caught up', async () => {
     const engine = engineOf({ replicaOptions: { checkIntervalMs: 100, maxLagMs: 300 } });
     const SessionLocal = sessionmaker(engine);
