@@ -1,11 +1,12 @@
 // CPU µs per request of an Express/Koa/Fastify server (sessionLocal + findByPk) in this process, loaded by autocannon in a child.
-// usage: DATABASE_URL=… node bench/src/cpu-per-request.js [CHECKOUT] [express|koa|fastify] [items|ping]
+// usage: DATABASE_URL=… node bench/src/cpu-per-request.js [CHECKOUT] [express|koa|fastify] [items|ping] [sessionlocal|bare]
 // CHECKOUT (default: this one) is a built checkout of the repo, e.g. a worktree of an older commit:
 // the same script measures both, so a before/after comparison runs the same load. Prints the
 // server's CPU time (user + system) per request over 7 batches of 4000 requests (min, median).
 import { fork } from 'node:child_process';
 const here = new URL('../..', import.meta.url).pathname.replace(/\/$/, '');
-const [root = here, framework = 'express', route = 'items'] = process.argv.slice(2);
+const [root = here, framework = 'express', route = 'items', mode = 'sessionlocal'] = process.argv.slice(2);
+const bare = mode === 'bare'; // the framework alone (no sessionLocal): `/ping` only
 if (process.argv[2] === 'load') {
   const { createRequire } = await import('node:module');
   const autocannon = createRequire(import.meta.url)('autocannon');
@@ -28,7 +29,7 @@ if (process.argv[2] === 'load') {
     const express = createRequire(root + '/packages/adapter-express/package.json')('express');
     const { sessionLocal } = await import(root + '/packages/adapter-express/dist/index.js');
     const app = express();
-    app.use(sessionLocal({ factory }));
+    if (!bare) app.use(sessionLocal({ factory }));
     app.get('/items/:id', async (q, s) => s.json(await Item.findByPk(q.params.id)));
     app.get('/ping', (q, s) => s.json({ pong: true }));
     const server = app.listen(0, '127.0.0.1');
@@ -38,7 +39,7 @@ if (process.argv[2] === 'load') {
     const Fastify = createRequire(root + '/packages/adapter-fastify/package.json')('fastify');
     const { fastifySessionLocal } = await import(root + '/packages/adapter-fastify/dist/index.js');
     const app = Fastify();
-    await app.register(fastifySessionLocal, { factory });
+    if (!bare) await app.register(fastifySessionLocal, { factory });
     app.get('/items/:id', async (q) => Item.findByPk(q.params.id));
     app.get('/ping', async () => ({ pong: true }));
     await app.listen({ port: 0, host: '127.0.0.1' });
@@ -48,7 +49,7 @@ if (process.argv[2] === 'load') {
     const Koa = r('koa');
     const { sessionLocal } = await import(root + '/packages/adapter-koa/dist/index.js');
     const app = new Koa();
-    app.use(sessionLocal({ factory }));
+    if (!bare) app.use(sessionLocal({ factory }));
     app.use(async (ctx) => {
       if (ctx.path === '/ping') ctx.body = { pong: true };
       else ctx.body = await Item.findByPk(1);
@@ -74,7 +75,7 @@ if (process.argv[2] === 'load') {
     per.push((c.user + c.system) / done);
   }
   per.sort((a, b) => a - b);
-  console.log(`${root} ${framework} ${route}: CPU µs/request min ${per[0].toFixed(0)} median ${per[3].toFixed(0)} (7 batches of 4000)`);
+  console.log(`${root} ${framework} ${route}${bare ? ' (bare)' : ''} on Node ${process.versions.node}: CPU µs/request min ${per[0].toFixed(0)} median ${per[3].toFixed(0)} (7 batches of 4000)`);
   child.kill();
   await run(`DROP TABLE cpu_items_${process.pid}`);
   process.exit(0);
