@@ -167,3 +167,23 @@ it('a wrapper whose replayed write throws (a header set after the first byte) de
   expect(status).toBe(404);
   expect(engine.stats().pool.inUse).toBe(0);
 });
+
+it('a sessionLocal() created per request (a factory chosen per tenant) never stacks wrappers on the response prototype', async () => {
+  const app = express();
+  const factory = sessionmaker(engine);
+  // the middleware made anew for every request: each call creates its own response holder
+  app.use((req, res, next) => sessionLocal({ factory })(req, res, next));
+  app.get('/n/:id', async (req, res) => {
+    await engine.sequelize.query('SELECT 1');
+    res.json({ id: req.params.id });
+  });
+  const base = await listen(app);
+  expect((await fetch(`${base}/n/0`)).status).toBe(200);
+  const methods = () => ['writeHead', 'write', 'end', 'setHeader'].map((name) => (http.ServerResponse.prototype as unknown as Record<string, unknown>)[name]);
+  const before = methods();
+  for (let i = 1; i <= 200; i++) {
+    const response = await fetch(`${base}/n/${i}`);
+    expect(await response.json()).toEqual({ id: String(i) });
+  }
+  expect(methods()).toEqual(before);
+});

@@ -9,6 +9,8 @@ type Method = (...args: unknown[]) => unknown;
 
 /** Per-response state of the held writes (one per holder: two registrations chain). */
 interface Hold {
+  /** The holder that mounted it. */
+  readonly owner: ResponseHolder;
   scope: () => RequestScope | undefined;
   readonly original: Originals;
   held: Array<[Write, unknown[]]> | undefined;
@@ -37,112 +39,137 @@ interface Hold {
  * `headersSent` reads true and setting headers throws `ERR_HTTP_HEADERS_SENT`, as without a hold.
  * Writes made after the scope ended pass through, inside the scope (so listeners of the write,
  * e.g. `res.on('finish')`, run where statements throw `SessionClosedError`).
- * The wrappers are put once on Node's `ServerResponse`/`Http2ServerResponse` prototype (they pass
- * straight through on a response this holder was not mounted on), so mounting one costs a
- * property on the response; a response whose own write methods were replaced first (a wrapper of
- * `res.end` mounted before the session middleware) or whose class overrides them is wrapped on
- * the instance instead. A held write that throws when replayed destroys the response.
+ * The wrappers are put once on Node's `ServerResponse`/`Http2ServerResponse` prototype, shared by
+ * all holders (they pass straight through on a response no holder was mounted on; creating
+ * holders, even one per request, never stacks them), so mounting one costs a property on the
+ * response. A response whose own write methods were replaced first (a wrapper of `res.end`
+ * mounted before the session middleware), whose class overrides them, or that a second holder
+ * (another registration) meets is wrapped on the instance instead, around what it had. A held
+ * write that throws when replayed destroys the response.
  * @param onResult called with the scope's result when the hold ended it (error reporting).
  */
 export function responseHolder(): ResponseHolder {
-  const HOLD = Symbol('sessionlocal.hold');
-  type HeldResponse = ServerResponse & { [HOLD]?: Hold };
-  /** The write methods and `headersSent` getter to put on `target` over `original` (what `target` resolved before). */
-  const wrappersOver = (original: Originals, sent: (res: ServerResponse) => boolean): PropertyDescriptorMap => {
-    const descriptors: PropertyDescriptorMap = {};
-    for (const name of WRITES) {
-      const method = original[name];
-      const value = function heldWrite(this: HeldResponse, ...args: unknown[]): unknown {
-        const hold = this[HOLD];
-        // a response this holder was never mounted on (the wrappers sit on a shared prototype)
-        if (hold === undefined) return method.apply(this, args);
-        const scope = hold.scope();
-        if (hold.mode === 'idle') {
-          // nothing to hold: no session, one that ends after the response, one already ended, or one that never queried
-          if (!scope || scope.finish !== 'before-response' || scope.settled || scope.endIfUntouched()) hold.mode = 'done';
-        }
-        if (hold.mode === 'done') return scope ? scope.run(() => method.apply(this, args)) : method.apply(this, args);
-        // dropped: after an error response (true: a writer waiting for 'drain' must not wait again), or after end
-        if (hold.mode === 'discard') return name === 'write' ? true : this;
-        if (hold.ended) return name === 'write' ? false : this;
-        (hold.held ??= []).push([name, args]);
-        const first = hold.mode === 'idle';
-        if (name === 'writeHead' && typeof args[0] === 'number') {
-          hold.status = args[0];
-          hold.headStatus = true;
-        } else if (first || (name === 'end' && !hold.headStatus)) {
-          hold.status = this.statusCode;
-        }
-        if (name === 'end') {
-          hold.ended = true;
-          hold.headers = this.getHeaders();
-          deferDestroy(this, hold);
-        }
-        if (first) {
-          hold.mode = 'hold';
-          // the first byte decides: the status the handler has set now is the request's outcome
-          void release(this, hold, scope as RequestScope, hold.status);
-        }
-        return name === 'write' ? false : this;
-      };
-      descriptors[name] = { configurable: true, writable: true, enumerable: false, value };
-    }
-    descriptors.setHeader = {
-      configurable: true,
-      writable: true,
-      enumerable: false,
-      value: function heldSetHeader(this: HeldResponse, ...args: unknown[]): unknown {
-        const hold = this[HOLD];
-        if (hold?.ended && hold.mode === 'hold') throw Object.assign(new Error('Cannot set headers after they are sent to the client'), { code: 'ERR_HTTP_HEADERS_SENT' });
-        return original.setHeader.apply(this, args);
-      },
-    };
-    descriptors.headersSent = {
-      configurable: true,
-      enumerable: false,
-      get(this: HeldResponse) {
-        const own = this[HOLD];
-        return (own !== undefined && own.ended && own.mode === 'hold') || sent(this);
-      },
-    };
-    return descriptors;
+  /** This holder's Hold when it had to wrap the response instance (see below). */
+  const INSTANCE = Symbol('sessionlocal.hold.instance');
+  const holdOf = (res: ServerResponse): Hold | undefined => {
+    const held = res as HeldResponse;
+    const shared = held[SHARED];
+    return held[INSTANCE] ?? (shared?.owner === holder ? shared : undefined);
   };
-  /** Per base prototype (`ServerResponse`, `Http2ServerResponse`): the originals the wrappers put there call. */
-  const patched = new WeakMap<object, { original: Originals; sent: (res: ServerResponse) => boolean }>();
   const holder: ResponseHolder = (res, scope, onResult) => {
-    const mounted = (res as HeldResponse)[HOLD];
+    const mounted = holdOf(res);
     if (mounted) {
       mounted.scope = scope; // the same holder mounted twice: its latest scope is the request's
       mounted.onResult = onResult;
       return;
     }
-    // Fast path: the wrappers live once on the response class's prototype and each response
-    // carries one property. A response whose own methods were replaced (a middleware that wraps
-    // `res.end` before this one), or whose class overrides them, is wrapped on the instance.
-    const base = baseOf(res);
-    let shared = base && patched.get(base);
-    if (base && !shared) {
-      shared = { original: originalsOf(base), sent: headersSentOf(base) };
-      Object.defineProperties(base, wrappersOver(shared.original, shared.sent));
-      patched.set(base, shared);
-    }
-    if (shared) {
-      (res as HeldResponse)[HOLD] = newHold(scope, shared.original, shared.sent, onResult);
+    // Fast path: the wrappers live once on the response class's prototype (shared by every
+    // holder: creating holders never stacks wrappers there) and the response carries one
+    // property. Wrapped on the instance instead: a response whose own methods were replaced (a
+    // middleware that wraps `res.end` before this one), whose class overrides them, or that a
+    // second holder (another registration) meets: its wrappers go around the first one's.
+    const base = (res as HeldResponse)[SHARED] === undefined ? baseOf(res) : null;
+    if (base) {
+      const shared = patchBase(base);
+      (res as HeldResponse)[SHARED] = newHold(holder, scope, shared.original, shared.sent, onResult);
       return;
     }
     const original = originalsOf(res);
     const sent = headersSentOf(res);
-    (res as HeldResponse)[HOLD] = newHold(scope, original, sent, onResult);
-    Object.defineProperties(res, wrappersOver(original, sent));
+    (res as HeldResponse)[INSTANCE] = newHold(holder, scope, original, sent, onResult);
+    Object.defineProperties(res, wrappersOver(INSTANCE, original, sent));
   };
-  holder.unwritten = (res) => (res as HeldResponse)[HOLD]?.mode === 'idle';
+  holder.unwritten = (res) => holdOf(res)?.mode === 'idle';
   return holder;
+}
+
+/** The Hold of the holder whose wrappers sit on the response's prototype. */
+const SHARED = Symbol('sessionlocal.hold');
+type HeldResponse = ServerResponse & { [key: symbol]: Hold | undefined };
+/** Per base prototype (`ServerResponse`, `Http2ServerResponse`): the originals its wrappers call. */
+const patched = new WeakMap<object, { original: Originals; sent: (res: ServerResponse) => boolean }>();
+
+function patchBase(base: object): { original: Originals; sent: (res: ServerResponse) => boolean } {
+  let shared = patched.get(base);
+  if (!shared) {
+    shared = { original: originalsOf(base), sent: headersSentOf(base) };
+    Object.defineProperties(base, wrappersOver(SHARED, shared.original, shared.sent));
+    patched.set(base, shared);
+  }
+  return shared;
+}
+
+/** The write methods and `headersSent` getter to put on `target` over `original` (what `target` resolved before). */
+function wrappersOver(key: symbol, original: Originals, sent: (res: ServerResponse) => boolean): PropertyDescriptorMap {
+  const descriptors: PropertyDescriptorMap = {};
+  for (const name of WRITES) {
+    const method = original[name];
+    const value = function heldWrite(this: HeldResponse, ...args: unknown[]): unknown {
+      const hold = this[key];
+      // a response no holder was mounted on (the wrappers sit on a shared prototype)
+      if (hold === undefined) return method.apply(this, args);
+      const scope = hold.scope();
+      if (hold.mode === 'idle') {
+        // nothing to hold: no session, one that ends after the response, one already ended, or one that never queried
+        if (!scope || scope.finish !== 'before-response' || scope.settled || scope.endIfUntouched()) hold.mode = 'done';
+      }
+      if (hold.mode === 'done') return scope ? scope.run(() => method.apply(this, args)) : method.apply(this, args);
+      // dropped: after an error response (true: a writer waiting for 'drain' must not wait again), or after end
+      if (hold.mode === 'discard') return name === 'write' ? true : this;
+      if (hold.ended) return name === 'write' ? false : this;
+      (hold.held ??= []).push([name, args]);
+      const first = hold.mode === 'idle';
+      if (name === 'writeHead' && typeof args[0] === 'number') {
+        hold.status = args[0];
+        hold.headStatus = true;
+      } else if (first || (name === 'end' && !hold.headStatus)) {
+        hold.status = this.statusCode;
+      }
+      if (name === 'end') {
+        hold.ended = true;
+        hold.headers = this.getHeaders();
+        deferDestroy(this, hold);
+      }
+      if (first) {
+        hold.mode = 'hold';
+        // the first byte decides: the status the handler has set now is the request's outcome
+        void release(this, hold, scope as RequestScope, hold.status);
+      }
+      return name === 'write' ? false : this;
+    };
+    descriptors[name] = { configurable: true, writable: true, enumerable: false, value };
+  }
+  descriptors.setHeader = {
+    configurable: true,
+    writable: true,
+    enumerable: false,
+    value: function heldSetHeader(this: HeldResponse, ...args: unknown[]): unknown {
+      const hold = this[key];
+      if (hold?.ended && hold.mode === 'hold') throw Object.assign(new Error('Cannot set headers after they are sent to the client'), { code: 'ERR_HTTP_HEADERS_SENT' });
+      return original.setHeader.apply(this, args);
+    },
+  };
+  descriptors.headersSent = {
+    configurable: true,
+    enumerable: false,
+    get(this: HeldResponse) {
+      const own = this[key];
+      return (own !== undefined && own.ended && own.mode === 'hold') || sent(this);
+    },
+  };
+  return descriptors;
 }
 
 type Originals = Record<Write | 'setHeader', Method>;
 
-function newHold(scope: () => RequestScope | undefined, original: Originals, sent: (res: ServerResponse) => boolean, onResult: ((result: RequestResult) => void) | undefined): Hold {
-  return { scope, original, held: undefined, mode: 'idle', ended: false, status: 200, headStatus: false, headers: undefined, destroyAfter: undefined, onResult, sent };
+function newHold(
+  owner: ResponseHolder,
+  scope: () => RequestScope | undefined,
+  original: Originals,
+  sent: (res: ServerResponse) => boolean,
+  onResult: ((result: RequestResult) => void) | undefined,
+): Hold {
+  return { owner, scope, original, held: undefined, mode: 'idle', ended: false, status: 200, headStatus: false, headers: undefined, destroyAfter: undefined, onResult, sent };
 }
 
 const OWN = [...WRITES, 'setHeader', 'headersSent'] as const;
