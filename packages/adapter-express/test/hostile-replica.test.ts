@@ -223,6 +223,33 @@ describe.skipIf(unsupported !== undefined)('hostile: read-your-writes through Ex
     expect(onlyMain.body.reports).toMatchObject({ n: 0, standby: true });
   });
 
+  it("no usable replica with fallback 'error': 503 replica_unavailable with Retry-After, the password hidden", async () => {
+    const downEngine = createEngine(pair.primary.url, {
+      applicationName: 'hostile-replica',
+      replicas: ['postgres://postgres:Hunter5Pw@127.0.0.1:1/postgres'],
+      replicaOptions: { fallback: 'error', checkIntervalMs: 200, checkTimeoutMs: 500, onStateChange: () => {} },
+    });
+    engines.push(downEngine);
+    const app = express();
+    app.use(sessionLocal({ factory: sessionmaker(downEngine), readOnly: () => true }));
+    app.get('/down', async (_req, res) => {
+      res.json(await downEngine.sequelize.query('SELECT 1 AS one', { type: QueryTypes.SELECT }));
+    });
+    app.use(sessionLocal.errors());
+    const down = createServer(app);
+    await new Promise<void>((resolve) => down.listen(0, '127.0.0.1', resolve));
+    try {
+      const res = await fetch(`http://127.0.0.1:${(down.address() as AddressInfo).port}/down`);
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
+      const text = await res.text();
+      expect(text).toContain('replica_unavailable');
+      expect(text).not.toContain('Hunter5Pw');
+    } finally {
+      await new Promise((resolve) => down.close(resolve));
+    }
+  });
+
   it('after all of it: no session open, pools at rest, nothing idle in transaction on either server', async () => {
     for (const e of engines) {
       expect(e.stats().sessions.open).toBe(0);

@@ -218,6 +218,29 @@ describe.skipIf(unsupported !== undefined)('hostile: read-your-writes through Fa
     expect(onlyMain.body.reports).toMatchObject({ n: 0, standby: true });
   });
 
+  it("no usable replica with fallback 'error': 503 replica_unavailable with Retry-After, the password hidden", async () => {
+    const downEngine = createEngine(pair.primary.url, {
+      applicationName: 'hostile-replica',
+      replicas: ['postgres://postgres:Hunter5Pw@127.0.0.1:1/postgres'],
+      replicaOptions: { fallback: 'error', checkIntervalMs: 200, checkTimeoutMs: 500, onStateChange: () => {} },
+    });
+    engines.push(downEngine);
+    const app = Fastify();
+    await app.register(fastifySessionLocal, { factory: sessionmaker(downEngine), readOnly: () => true });
+    app.get('/down', async () => downEngine.sequelize.query('SELECT 1 AS one', { type: QueryTypes.SELECT }));
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const res = await fetch(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}/down`);
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
+      const text = await res.text();
+      expect(text).toContain('replica_unavailable');
+      expect(text).not.toContain('Hunter5Pw');
+    } finally {
+      await app.close();
+    }
+  });
+
   it('after all of it: no session open, pools at rest, nothing idle in transaction on either server', async () => {
     for (const e of engines) {
       expect(e.stats().sessions.open).toBe(0);
