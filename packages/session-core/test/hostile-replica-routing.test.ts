@@ -45,6 +45,14 @@ describe.skipIf(unsupported !== undefined)('hostile: replica routing', () => {
     expect((await SessionLocal.begin(() => served(engine))).standby).toBe(false);
     expect((await served(engine)).standby).toBe(false); // outside any session
     expect((await engine.autocommit(() => served(engine))).standby).toBe(false);
+    // Sequelize's own transactions outside any session, read-only ones included, and model finders outside sessions
+    expect((await engine.sequelize.transaction((t) => served(engine, { transaction: t }))).standby).toBe(false);
+    expect((await engine.sequelize.transaction({ readOnly: true }, (t) => served(engine, { transaction: t }))).standby).toBe(false);
+    const Probe = engine.sequelize.define('Probe', { standby: DataTypes.BOOLEAN }, { tableName: 'pg_probe_view', timestamps: false });
+    await engine.sequelize.query('CREATE OR REPLACE VIEW pg_probe_view AS SELECT 1 AS id, pg_is_in_recovery() AS standby');
+    await pair.caughtUp();
+    expect((await Probe.findOne({ raw: true }))?.standby).toBe(false);
+    expect((await SessionLocal.begin(() => Probe.findOne({ raw: true }), { readOnly: true }))?.standby).toBe(true);
 
     // inside a read-only session: `transaction: null` leaves the session, and a hook after commit runs outside it
     let inHook: Promise<{ standby: boolean }> | undefined;

@@ -1,4 +1,4 @@
-import { QueryTypes } from 'sequelize';
+import { QueryTypes, type Transaction } from 'sequelize';
 import { createEngine, type Engine, type EngineOptions, type ReplicaStats } from '../src/index.js';
 import type { ReplicaServer, StreamingReplica } from '../src/testing/index.js';
 
@@ -17,7 +17,7 @@ export interface Served {
 export const SERVED_SQL = 'SELECT pg_is_in_recovery() AS standby, inet_server_port() AS port';
 
 /** Run the "which server is this" query in the current scope (session or not). */
-export async function served(engine: Engine, options: { transaction?: null } = {}): Promise<Served> {
+export async function served(engine: Engine, options: { transaction?: Transaction | null } = {}): Promise<Served> {
   const rows = await engine.sequelize.query<Served>(SERVED_SQL, { type: QueryTypes.SELECT, ...options });
   const row = rows[0];
   if (!row) throw new Error('no row');
