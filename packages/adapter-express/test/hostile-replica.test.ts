@@ -223,6 +223,37 @@ describe.skipIf(unsupported !== undefined)('hostile: read-your-writes through Ex
     expect(onlyMain.body.reports).toMatchObject({ n: 0, standby: true });
   });
 
+  it('a client that leaves while its request waits for a (forged) replay position frees its session at once, not after maxWaitMs', async () => {
+    const main = engines[0] as Engine;
+    const app = express();
+    app.use(sessionLocal({ factory: sessionmaker(main, { readYourWrites: { maxWaitMs: 5_000 } }), readOnly: () => true, readYourWrites: true }));
+    app.get('/slow', async (_req, res) => {
+      res.json(await main.sequelize.query('SELECT 1 AS one', { type: QueryTypes.SELECT }));
+    });
+    app.use(sessionLocal.errors());
+    const slow = createServer(app);
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    try {
+      const controller = new AbortController();
+      const request = fetch(`http://127.0.0.1:${(slow.address() as AddressInfo).port}/slow`, { headers: { 'x-sessionlocal-lsn': 'FFFFFFFF/FFFFFFFF' }, signal: controller.signal }).catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      expect(main.stats().sessions.open).toBe(1);
+      const left = performance.now();
+      controller.abort();
+      await request;
+      await (async () => {
+        for (;;) {
+          const st = main.stats();
+          if (st.sessions.open === 0 && st.pool.inUse === 0) return;
+          if (performance.now() - left > 2_000) throw new Error(`the session still holds its connection ${Math.round(performance.now() - left)} ms after the client left: ${JSON.stringify(st)}`);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      })();
+    } finally {
+      await new Promise((resolve) => slow.close(resolve));
+    }
+  });
+
   it("no usable replica with fallback 'error': 503 replica_unavailable with Retry-After, the password hidden", async () => {
     const downEngine = createEngine(pair.primary.url, {
       applicationName: 'hostile-replica',
