@@ -51,8 +51,8 @@ describe.skipIf(unsupported !== undefined)('hostile: replica routing', () => {
     const Probe = engine.sequelize.define('Probe', { standby: DataTypes.BOOLEAN }, { tableName: 'pg_probe_view', timestamps: false });
     await engine.sequelize.query('CREATE OR REPLACE VIEW pg_probe_view AS SELECT 1 AS id, pg_is_in_recovery() AS standby');
     await pair.caughtUp();
-    expect((await Probe.findOne({ raw: true }))?.standby).toBe(false);
-    expect((await SessionLocal.begin(() => Probe.findOne({ raw: true }), { readOnly: true }))?.standby).toBe(true);
+    expect((await Probe.findOne())?.get('standby')).toBe(false);
+    expect((await SessionLocal.begin(() => Probe.findOne(), { readOnly: true }))?.get('standby')).toBe(true);
 
     // inside a read-only session: `transaction: null` leaves the session, and a hook after commit runs outside it
     let inHook: Promise<{ standby: boolean }> | undefined;
