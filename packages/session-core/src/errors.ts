@@ -1,3 +1,5 @@
+import { redactUrl } from './redact.js';
+
 /** Stable machine-readable codes carried by every sessionlocal error. */
 export type SessionLocalErrorCode =
   | 'CONFIG_INVALID'
@@ -37,7 +39,8 @@ export class ConfigError extends SessionLocalError {
   readonly field: string;
 
   constructor(field: string, problem: string) {
-    super('CONFIG_INVALID', `${field}: ${problem}`);
+    // a problem may quote the value given, e.g. a URL pasted into the wrong variable: never its password
+    super('CONFIG_INVALID', redactUrl(`${field}: ${problem}`));
     this.field = field;
   }
 
