@@ -609,7 +609,8 @@ export class Session {
   private async reconnect(held: Held, cause: unknown): Promise<void> {
     let fresh: PooledConnection;
     try {
-      fresh = await this.engine.acquire(this.options.readOnly, this);
+      // the connection that died may not be alone (a reset network cuts every pooled one): a pooled one is checked first
+      fresh = await this.engine.acquire(this.options.readOnly, this, { validatePooled: true });
     } catch {
       throw cause;
     }
