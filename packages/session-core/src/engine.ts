@@ -185,7 +185,8 @@ export class Engine<S extends Sequelize = Sequelize> {
     abandonedRequest(session);
     const manager = this.manager();
     const { validateIdleMs, max, acquireTimeoutMs } = this.options.pool;
-    const replicas = readOnly ? this.replicaSet : undefined;
+    // a hot standby refuses SERIALIZABLE ("cannot use serializable mode in a hot standby"): such a session reads on the primary
+    const replicas = readOnly && session?.options.isolationLevel !== 'SERIALIZABLE' ? this.replicaSet : undefined;
     const started = performance.now();
     let reconnects = 0;
     for (let attempt = 0; ; attempt++) {
