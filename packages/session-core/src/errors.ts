@@ -262,10 +262,12 @@ export class TransactionEndedError extends SessionLocalError {
 export class RawTransactionControlError extends SessionLocalError {
   readonly statement: string;
 
-  constructor(sessionId: number, statement: string) {
+  constructor(sessionId: number, statement: string, reason?: string) {
     super(
       'RAW_TRANSACTION_CONTROL',
-      `A ${statement} statement was sent inside session ${sessionId}: it would end or nest the session's transaction behind its back, and the statements after it would autocommit. Use session.commit() / session.rollback(), sequelize.transaction(cb) for a savepoint, or run it outside the session ({ transaction: null }).`,
+      reason
+        ? `A ${statement} statement was sent inside session ${sessionId}: ${reason}.`
+        : `A ${statement} statement was sent inside session ${sessionId}: it would end or nest the session's transaction behind its back, and the statements after it would autocommit. Use session.commit() / session.rollback(), sequelize.transaction(cb) for a savepoint, or run it outside the session ({ transaction: null }).`,
     );
     this.statement = statement;
   }

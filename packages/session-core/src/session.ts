@@ -18,7 +18,7 @@ import { ownerOf, setOwner } from './owner.js';
 import { lostUnanswered, sendBegin, sendWithBegin, settledStatus, transactionStatus } from './pipelined-begin.js';
 import type { ResolvedSessionOptions, SessionFactory } from './sessionmaker.js';
 import { handOver, serial } from './serial.js';
-import { mayLeaveSessionState, transactionControlIn } from './session-state.js';
+import { mayLeaveSessionState, readWriteSwitchIn, transactionControlIn } from './session-state.js';
 import { describeBegin, type PendingBegin, poolTransport, type SessionTransport } from './transport.js';
 import { mayWrite } from './read-your-writes.js';
 import { sessionStateLeft } from './state-check.js';
@@ -490,6 +490,8 @@ export class Session {
       if (life.kind === 'failed' && !ROLLBACK_TO.test(text)) throw new TransactionAbortedError(this.id, life.failure);
       const control = text ? transactionControlIn(text) : undefined;
       if (control) throw new RawTransactionControlError(this.id, control);
+      const readWrite = this.options.readOnly && text ? readWriteSwitchIn(text) : undefined;
+      if (readWrite) throw new RawTransactionControlError(this.id, readWrite, "it would make the read-only session's transaction read-write. Open a read-write session to write");
       // decided before sending: a statement that fails half-way (`SELECT pg_advisory_lock(1); SELECT 1/0`) may still leave state
       if (!held.dirty && mayLeaveSessionState(text)) held.dirty = true;
       if (!this.wrote && this.options.readYourWrites && mayWrite(text)) this.wrote = true;

@@ -109,11 +109,11 @@ describe.skipIf(unsupported !== undefined)('hostile: replica routing', () => {
     expect(await count('ro-fallback')).toBe(0);
   });
 
-  // BREAK: a read-only session that falls back to the primary can switch its own transaction to
-  // read-write (`SET TRANSACTION READ WRITE` / `SET transaction_read_only = off` as its first
-  // statement: PostgreSQL allows it before the first query) and then write on the primary; the
-  // session refuses neither statement, so "a write in a read-only session fails with 25006 (on
-  // the replica and on the primary)" does not hold on the fallback.
+  // BREAK (fixed in src/session-state.ts + src/session.ts): a read-only session that fell back to
+  // the primary could switch its own transaction to read-write (`SET TRANSACTION READ WRITE` /
+  // `SET transaction_read_only = off` as its first statement: PostgreSQL allows it before the
+  // first query) and then write on the primary, so "a write in a read-only session fails with
+  // 25006 (on the replica and on the primary)" did not hold on the fallback.
   it('a read-only session on the primary fallback cannot switch itself to read-write and write', async () => {
     const dead = `postgres://postgres:postgres@127.0.0.1:${await freePort()}/postgres`;
     const engine = engines.make(pair.primary.url, { replicas: [dead], replicaOptions: { checkIntervalMs: 200, checkTimeoutMs: 500 } });
@@ -131,6 +131,8 @@ describe.skipIf(unsupported !== undefined)('hostile: replica routing', () => {
     }
   });
 
+  // BREAK (fixed in src/engine.ts): a read-only SERIALIZABLE session was sent to the replica, whose
+  // BEGIN failed with 0A000 "cannot use serializable mode in a hot standby".
   it('a SERIALIZABLE read-only session is served (a hot standby refuses serializable: it must not be sent there and fail)', async () => {
     const engine = withReplica();
     const SessionLocal = sessionmaker(engine, { isolationLevel: 'SERIALIZABLE' });
