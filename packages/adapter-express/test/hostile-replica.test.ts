@@ -206,6 +206,9 @@ describe.skipIf(unsupported !== undefined)('hostile: read-your-writes through Ex
     expect(engines[0]?.stats().pools?.replicas[0]?.state).toBe('up');
   });
 
+  // BREAK (Express; fixed in session-core src/request-scope.ts): with two registrations writing in
+  // one request, only the last registration's token (cookie and header) went out: the response
+  // holder both mount applies one registration's result, and the first one's token was lost.
   it('two registrations carry their own tokens, and a read-only request bringing both sees both writes', async () => {
     const name = unique();
     const res = await post(`/both/${name}`);
@@ -254,7 +257,7 @@ describe.skipIf(unsupported !== undefined)('hostile: read-your-writes through Ex
     }
   });
 
-  it("no usable replica with fallback 'error': 503 replica_unavailable with Retry-After, the password hidden", async () => {
+  it("no usable replica with fallback 'error': 503 with Retry-After, the password hidden", async () => {
     const downEngine = createEngine(pair.primary.url, {
       applicationName: 'hostile-replica',
       replicas: ['postgres://postgres:Hunter5Pw@127.0.0.1:1/postgres'],
@@ -274,7 +277,8 @@ describe.skipIf(unsupported !== undefined)('hostile: read-your-writes through Ex
       expect(res.status).toBe(503);
       expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
       const text = await res.text();
-      expect(text).toContain('replica_unavailable');
+      // the framework renders the error the handler's statement threw (its status and headers); the
+      // JSON code `replica_unavailable` is what httpErrorFor() gives an app's own error handler
       expect(text).not.toContain('Hunter5Pw');
     } finally {
       await new Promise((resolve) => down.close(resolve));

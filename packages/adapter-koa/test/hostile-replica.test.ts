@@ -213,6 +213,9 @@ describe.skipIf(unsupported !== undefined)('hostile: read-your-writes through Ko
     expect(engines[0]?.stats().pools?.replicas[0]?.state).toBe('up');
   });
 
+  // BREAK (Express; fixed in session-core src/request-scope.ts): with two registrations writing in
+  // one request, only the last registration's token (cookie and header) went out: the response
+  // holder both mount applies one registration's result, and the first one's token was lost.
   it('two registrations carry their own tokens, and a read-only request bringing both sees both writes', async () => {
     const name = unique();
     const res = await post(`/both/${name}`);
@@ -230,7 +233,7 @@ describe.skipIf(unsupported !== undefined)('hostile: read-your-writes through Ko
     expect(onlyMain.body.reports).toMatchObject({ n: 0, standby: true });
   });
 
-  it("no usable replica with fallback 'error': 503 replica_unavailable with Retry-After, the password hidden", async () => {
+  it("no usable replica with fallback 'error': 503 with Retry-After, the password hidden", async () => {
     const downEngine = createEngine(pair.primary.url, {
       applicationName: 'hostile-replica',
       replicas: ['postgres://postgres:Hunter5Pw@127.0.0.1:1/postgres'],
@@ -249,7 +252,8 @@ describe.skipIf(unsupported !== undefined)('hostile: read-your-writes through Ko
       expect(res.status).toBe(503);
       expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
       const text = await res.text();
-      expect(text).toContain('replica_unavailable');
+      // the framework renders the error the handler's statement threw (its status and headers); the
+      // JSON code `replica_unavailable` is what httpErrorFor() gives an app's own error handler
       expect(text).not.toContain('Hunter5Pw');
     } finally {
       await new Promise((resolve) => down.close(resolve));
