@@ -260,7 +260,7 @@ export class RequestScope {
         results.set(scope, result);
         if (!failed && result.response && !result.committed) failed = { scope, result };
       }
-      if (!failed) return results;
+      if (!failed) return shareTokens(group, results);
       const committed = group.filter((scope) => results.get(scope)?.committed).map((scope) => scope.name);
       const lost = group.filter((scope) => !results.get(scope)?.committed && scope.session.counts.transactions > 0).map((scope) => scope.name);
       let error = failed.result.error;
@@ -284,7 +284,7 @@ export class RequestScope {
         // a committed registration's read-your-writes headers stay: its data was saved
         results.set(scope, { committed: own.committed, error, response, ...(own.headers && { headers: own.headers }) });
       }
-      return results;
+      return shareTokens(group, results);
     })();
     for (const scope of pending) scope.ending = all.then((results) => results.get(scope) as RequestResult);
   }
@@ -330,6 +330,35 @@ export class RequestScope {
       await session.close().catch(() => undefined);
     }
   }
+}
+
+/**
+ * Every registration's read-your-writes headers on each registration's result: a response holder
+ * mounted by several registrations applies the result of one of them (the request's latest), and
+ * every committed registration's token must go out.
+ */
+function shareTokens(group: RequestScope[], results: Map<RequestScope, RequestResult>): Map<RequestScope, RequestResult> {
+  const all: Record<string, string | string[]> = {};
+  const name = (cookie: string) => cookie.slice(0, cookie.indexOf('=') + 1);
+  for (const scope of group) {
+    for (const [header, value] of Object.entries(results.get(scope)?.headers ?? {})) {
+      if (header !== 'set-cookie') {
+        all[header] = value;
+        continue;
+      }
+      const before = all[header];
+      const list = before === undefined ? [] : Array.isArray(before) ? before : [before];
+      const own = Array.isArray(value) ? value : [value];
+      const names = new Set(own.map(name));
+      all[header] = [...list.filter((c) => !names.has(name(c))), ...own];
+    }
+  }
+  if (Object.keys(all).length === 0) return results;
+  for (const scope of group) {
+    const result = results.get(scope) as RequestResult;
+    results.set(scope, { ...result, headers: all });
+  }
+  return results;
 }
 
 /** Run `fn` where the factory's engine has no current session (an opted-out route). */
