@@ -303,7 +303,10 @@ export class RequestScope {
 
   private untouched(outcome: RequestOutcome | undefined): RequestResult {
     const error = outcome?.error ?? this.failure;
-    return error === undefined ? { committed: false } : { committed: false, error };
+    if (error !== undefined) return { committed: false, error };
+    // the handler committed its write itself (`db.commit()`) and ran nothing after: its token still goes out
+    if (this.carrier && this.session.commitLsn !== undefined && !this.aborted) return { committed: false, headers: sendLsn(this.carrier, this.response, this.session.commitLsn) };
+    return { committed: false };
   }
 
   private async endNow(outcome: RequestOutcome): Promise<RequestResult> {
@@ -317,8 +320,12 @@ export class RequestScope {
         const disposed = new EngineDisposedError();
         return { committed: false, error: disposed, response: httpErrorFor(disposed) };
       }
-      // the handler closed the session itself (an explicit rollback): its response stands, nothing to commit
-      if (session.state === 'closed' || this.aborted || !this.commitWhen(outcome.status)) return { committed: false };
+      // the handler closed the session itself (an explicit rollback): its response stands, nothing to commit;
+      // a write it committed itself (`db.commit()`) before a 4xx still gives its token: the client must see it
+      if (session.state === 'closed' || this.aborted || !this.commitWhen(outcome.status)) {
+        if (this.carrier && session.commitLsn !== undefined && !this.aborted) return { committed: false, headers: sendLsn(this.carrier, this.response, session.commitLsn) };
+        return { committed: false };
+      }
       await session.commitSealed();
       if (this.carrier && session.commitLsn !== undefined) return { committed: true, headers: sendLsn(this.carrier, this.response, session.commitLsn) };
       return { committed: true };
