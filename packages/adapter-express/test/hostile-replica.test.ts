@@ -255,7 +255,9 @@ describe.skipIf(unsupported !== undefined)('hostile: read-your-writes through Ex
     await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
     try {
       const controller = new AbortController();
-      const request = fetch(`http://127.0.0.1:${(slow.address() as AddressInfo).port}/slow`, { headers: { 'x-sessionlocal-lsn': 'FFFFFFFF/FFFFFFFF' }, signal: controller.signal }).catch(() => undefined);
+      const request = fetch(`http://127.0.0.1:${(slow.address() as AddressInfo).port}/slow`, { headers: { 'x-sessionlocal-lsn': 'FFFFFFFF/FFFFFFFF' }, signal: controller.signal }).catch(
+        () => undefined,
+      );
       await new Promise((resolve) => setTimeout(resolve, 400));
       expect(main.stats().pool.inUse).toBeGreaterThanOrEqual(1); // the request holds a replica connection while it waits
       const left = performance.now();

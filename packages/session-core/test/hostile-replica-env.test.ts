@@ -35,11 +35,7 @@ describe('hostile: engineFromEnv replica variables', () => {
     expect(error).toBeUndefined();
     try {
       const replicas = engine?.stats().pools?.replicas ?? [];
-      expect(replicas.map((r) => r.url)).toEqual([
-        'postgres://ro:***@10.0.0.1:5432/app',
-        'postgres://ro:***@10.0.0.2/app',
-        'postgres://ro:***@10.0.0.3:6432/app',
-      ]);
+      expect(replicas.map((r) => r.url)).toEqual(['postgres://ro:***@10.0.0.1:5432/app', 'postgres://ro:***@10.0.0.2/app', 'postgres://ro:***@10.0.0.3:6432/app']);
       expect(replicas.every((r) => r.state === 'unknown')).toBe(true);
       expect(JSON.stringify(engine?.stats())).not.toContain(SECRET);
     } finally {

@@ -52,10 +52,15 @@ describe.skipIf(unsupported !== undefined)('hostile: the standby stops streaming
       expect(soon.value?.standby).toBe(true);
       await waitFor('the replica to report it stopped streaming', 10_000, () => replicaStats(e).streaming === false);
       expect(events.some((ev) => ev.streaming === false)).toBe(true);
-      const refusedAt = await waitFor('reads from the stale replica to be refused', MAX_LAG_MS + 10 * CHECK_INTERVAL_MS + MARGIN_MS, async () => {
-        const r = await elapsed(() => SessionLocal.begin(() => served(e)));
-        return r.error instanceof ReplicaUnavailableError ? performance.now() : undefined;
-      }, 100);
+      const refusedAt = await waitFor(
+        'reads from the stale replica to be refused',
+        MAX_LAG_MS + 10 * CHECK_INTERVAL_MS + MARGIN_MS,
+        async () => {
+          const r = await elapsed(() => SessionLocal.begin(() => served(e)));
+          return r.error instanceof ReplicaUnavailableError ? performance.now() : undefined;
+        },
+        100,
+      );
       // lag counts from the last check that saw it caught up (at most one interval before the stop)
       expect(refusedAt - stopped).toBeGreaterThan(MAX_LAG_MS - CHECK_INTERVAL_MS - 200);
       const stale = replicaStats(e);

@@ -243,6 +243,10 @@ describe.skipIf(unsupported !== undefined)('hostile: replica faults', () => {
     expect(closed.ms).toBeLessThan(MARGIN_MS);
     await waitFor(`no proxied connection left (${proxy.connections})`, 5_000, () => proxy.connections === 0);
     proxy.pass();
-    await waitFor('no backend of the disposed engine on the standby', 5_000, async () => (await pair.standby.query(`SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'hostile-replica%'`)).length === 0);
+    await waitFor(
+      'no backend of the disposed engine on the standby',
+      5_000,
+      async () => (await pair.standby.query(`SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'hostile-replica%'`)).length === 0,
+    );
   });
 });

@@ -125,7 +125,8 @@ describe.skipIf(unsupported !== undefined)('hostile: read-only sessions while th
           const met = faults.filter((t) => t >= r.start - 5 && t <= (r.end ?? Number.POSITIVE_INFINITY)).length;
           if (r.hung) problems.push(`a ${r.statements}-statement read did not settle within ${READ_BOUND_MS} ms`);
           else if (r.error !== undefined && !acceptableFailure(r.error)) problems.push(`unexpected failure: ${String(r.error)}`);
-          else if (r.error !== undefined && r.statements === 1 && met <= 1) problems.push(`a one-statement read that met ${met} fault(s) failed: ${String(r.error)} ${process.env.FLAP_DEBUG ? (r.error as Error).stack : ""}`);
+          else if (r.error !== undefined && r.statements === 1 && met <= 1)
+            problems.push(`a one-statement read that met ${met} fault(s) failed: ${String(r.error)} ${process.env.FLAP_DEBUG ? (r.error as Error).stack : ''}`);
         }
         // recovery
         await engine.ping({ replicas: true });

@@ -118,16 +118,16 @@ describe.skipIf(unsupported !== undefined)('hostile: replica routing', () => {
     const dead = `postgres://postgres:postgres@127.0.0.1:${await freePort()}/postgres`;
     const engine = engines.make(pair.primary.url, { replicas: [dead], replicaOptions: { checkIntervalMs: 200, checkTimeoutMs: 500 } });
     const SessionLocal = sessionmaker(engine, { readOnly: true });
-    for (const [i, escape] of ['SET TRANSACTION READ WRITE', 'SET LOCAL transaction_read_only = off', 'set transaction isolation level read committed, read write'].entries()) {
+    for (const [i, switchToReadWrite] of ['SET TRANSACTION READ WRITE', 'SET LOCAL transaction_read_only = off', 'set transaction isolation level read committed, read write'].entries()) {
       const name = `ro-escape-${i}`;
       const result = await elapsed(() =>
         SessionLocal.begin(async () => {
-          await engine.sequelize.query(escape);
+          await engine.sequelize.query(switchToReadWrite);
           await engine.sequelize.query(`INSERT INTO items (name) VALUES ('${name}')`);
         }),
       );
-      expect(result.error, escape).toBeDefined();
-      expect(await count(name), escape).toBe(0);
+      expect(result.error, switchToReadWrite).toBeDefined();
+      expect(await count(name), switchToReadWrite).toBe(0);
     }
   });
 
@@ -332,7 +332,17 @@ describe.skipIf(unsupported !== undefined)('hostile: replica routing', () => {
       await waitForState(quiet, 'down', 10_000, 0);
       await waitForState(quiet, 'down', 10_000, 1);
       await waitFor('two warnings', 5_000, () => warnings.length >= 2);
-      const all = [everything(first.error), everything(error), JSON.stringify(engine.stats()), JSON.stringify(quiet.stats()), JSON.stringify(ping), JSON.stringify(events), warnings.join('\n'), echoed.join('\n'), engine.url];
+      const all = [
+        everything(first.error),
+        everything(error),
+        JSON.stringify(engine.stats()),
+        JSON.stringify(quiet.stats()),
+        JSON.stringify(ping),
+        JSON.stringify(events),
+        warnings.join('\n'),
+        echoed.join('\n'),
+        engine.url,
+      ];
       for (const text of all) for (const secret of secrets) expect(text).not.toContain(secret);
       expect(warnings.join('\n')).toContain('***');
     } finally {
@@ -340,4 +350,3 @@ describe.skipIf(unsupported !== undefined)('hostile: replica routing', () => {
     }
   });
 });
-

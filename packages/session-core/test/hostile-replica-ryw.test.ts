@@ -192,19 +192,16 @@ describe.skipIf(unsupported !== undefined)('hostile: read-your-writes', () => {
     const SessionLocal = sessionmaker(engine, { readYourWrites: true });
     const valid = /^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/;
     fc.assert(
-      fc.property(
-        fc.oneof(fc.string({ maxLength: 30 }), fc.constantFrom('-1/0', '0/-1', '1/2/3', '100000000/0', '0x1/0', ' 0/1', '0/1;DROP', "0/1'", 'G/0', '/', '0/', '/0')),
-        (text) => {
-          fc.pre(!valid.test(text));
-          let thrown: unknown;
-          try {
-            SessionLocal({ readOnly: true, minLsn: text });
-          } catch (error) {
-            thrown = error;
-          }
-          return thrown instanceof ConfigError && thrown.field === 'minLsn';
-        },
-      ),
+      fc.property(fc.oneof(fc.string({ maxLength: 30 }), fc.constantFrom('-1/0', '0/-1', '1/2/3', '100000000/0', '0x1/0', ' 0/1', '0/1;DROP', "0/1'", 'G/0', '/', '0/', '/0')), (text) => {
+        fc.pre(!valid.test(text));
+        let thrown: unknown;
+        try {
+          SessionLocal({ readOnly: true, minLsn: text });
+        } catch (error) {
+          thrown = error;
+        }
+        return thrown instanceof ConfigError && thrown.field === 'minLsn';
+      }),
       { numRuns: 200 },
     );
     expect(replicaStats(engine).state).toBe('up');
@@ -224,5 +221,4 @@ describe.skipIf(unsupported !== undefined)('hostile: read-your-writes', () => {
     if (result.error === undefined) expect(result.value).toBe(1);
     else expect(result.error).toBeInstanceOf(ReplicaUnavailableError);
   });
-
 });
