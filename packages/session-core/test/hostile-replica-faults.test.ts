@@ -166,6 +166,29 @@ describe.skipIf(unsupported !== undefined)('hostile: replica faults', () => {
     });
   }
 
+  // BREAK (found by hostile-replica-flap; fixed in src/session.ts): a session whose first statement
+  // died took a fresh connection before giving back the dead one, so when every connection of the
+  // pool died under sessions at once (a reset with pool.max first statements in flight), each waited
+  // for a slot the others held: PoolTimeoutError after acquireTimeoutMs for all of them.
+  it('every connection of a full pool cut under first statements in flight: each runs once more, none waits for the others', async () => {
+    const cut = await startFaultProxy({ port: pair.standby.port });
+    try {
+      const acquireTimeoutMs = 3_000;
+      const engine = await engineOn(cut.url(pair.standby.url), { pool: { max: 2, acquireTimeoutMs } });
+      const SessionLocal = sessionmaker(engine, { readOnly: true });
+      const reads = [1, 2].map(() => elapsed(() => SessionLocal.begin(() => engine.sequelize.query('SELECT pg_sleep(0.5)'))));
+      await waitFor('both statements in flight', 5_000, () => replicaStats(engine).inUse === 2);
+      await sleep(100);
+      cut.reset();
+      for (const r of await Promise.all(reads)) {
+        expect(everything(r.error)).toBe('');
+        expect(r.ms).toBeLessThan(acquireTimeoutMs);
+      }
+    } finally {
+      await cut.close();
+    }
+  });
+
   it('paused replay: beyond maxLagMs the replica is lagging and skipped (reads see the new write on the primary); resumed, it is up again', async () => {
     const maxLagMs = 800;
     const engine = await engineOn(pair.standby.url, { replicaOptions: { maxLagMs } });
