@@ -609,6 +609,10 @@ export class Session {
 
   /** Move the session to a fresh connection (the old one is destroyed); `cause` is thrown when none can be had. */
   private async reconnect(held: Held, cause: unknown): Promise<void> {
+    const old = held.connection;
+    // the dead connection goes back first: when every connection of the pool died under sessions at
+    // once (a reset network), each waiting for a fresh one while holding its dead one would wait for the others
+    this.transport.release(this, old, true);
     let fresh: PooledConnection;
     try {
       // the connection that died may not be alone (a reset network cuts every pooled one): a pooled one is checked first
@@ -616,8 +620,6 @@ export class Session {
     } catch {
       throw cause;
     }
-    const old = held.connection;
-    this.transport.release(this, old, true);
     const tx = this.sequelizeTransaction() as Transaction & { connection?: PooledConnection; id: string };
     tx.connection = fresh;
     fresh.uuid = tx.id;
