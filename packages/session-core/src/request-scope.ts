@@ -368,6 +368,14 @@ function shareTokens(group: RequestScope[], results: Map<RequestScope, RequestRe
   return results;
 }
 
+function replicaUnavailable(error: ReplicaUnavailableError): HttpError {
+  return {
+    status: 503,
+    headers: { 'retry-after': String(error.retryAfterSeconds) },
+    body: { error: 'replica_unavailable', message: 'No read replica can serve this request right now; retry shortly.' },
+  };
+}
+
 /** Run `fn` where the factory's engine has no current session (an opted-out route). */
 export function runOutsideSession<T>(factory: SessionFactory, fn: () => T): T {
   // run() with an empty scope, not exit(): on Node 20 exit() disables and re-enables the
@@ -604,15 +612,12 @@ export function httpErrorFor(error: unknown): HttpError | undefined {
   if (found instanceof PoolTimeoutError) {
     return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'database_busy', message: 'The database is busy; retry shortly.' } };
   }
+  // a read-only COMMIT cut because its replica was marked down: nothing was to be saved, the replica is what failed
+  if (found instanceof CommitError && found.cause instanceof ReplicaUnavailableError) return replicaUnavailable(found.cause);
   if (found instanceof CommitError) return COMMIT_FAILED;
   if (found instanceof EngineDisposedError)
     return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'shutting_down', message: 'The server is shutting down; nothing of this request was saved. Retry shortly.' } };
-  if (found instanceof ReplicaUnavailableError)
-    return {
-      status: 503,
-      headers: { 'retry-after': String(found.retryAfterSeconds) },
-      body: { error: 'replica_unavailable', message: 'No read replica can serve this request right now; retry shortly.' },
-    };
+  if (found instanceof ReplicaUnavailableError) return replicaUnavailable(found);
   if (found instanceof ReplyTimeoutError)
     return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'database_unavailable', message: 'The database did not answer in time; retry shortly.' } };
   if (!found && isConnectFailure(error)) return DATABASE_UNREACHABLE;
