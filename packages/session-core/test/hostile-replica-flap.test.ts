@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReplicaUnavailableError, ReplyTimeoutError, SessionLocalError, sessionmaker, type Engine, type SessionFactory } from '../src/index.js';
 import { startFaultProxy, startStreamingReplica, streamingReplicaUnsupported, type FaultProxy, type StreamingReplica } from '../src/testing/index.js';
+import { httpErrorFor } from '../src/adapter/index.js';
 import { Engines, noneInTransaction, served, sleep, waitFor, waitForState } from './hostile-replica-support.js';
 
 /**
@@ -37,9 +38,11 @@ interface Read {
   hung?: boolean;
 }
 
+/** A 503 as the adapters answer it (httpErrorFor), or a broken connection. */
 function acceptableFailure(error: unknown): boolean {
   if (error instanceof ReplicaUnavailableError || error instanceof ReplyTimeoutError) return true;
-  if (error instanceof SessionLocalError) return (error as { status?: number }).status === 503;
+  if (httpErrorFor(error)?.status === 503) return true;
+  if (error instanceof SessionLocalError) return false;
   const text = `${(error as Error)?.name} ${(error as Error)?.message} ${(error as { parent?: Error })?.parent?.message ?? ''}`;
   return /Connection|terminat|ECONNRESET|EPIPE|socket|closed/i.test(text);
 }
