@@ -149,6 +149,7 @@ describe.skipIf(unsupported !== undefined)('hostile: read-only sessions while th
           problems.push(`${proxy.connections} proxied connections open`),
         );
         const failed = reads.filter((r) => r.error !== undefined).length;
+        if (process.env.FLAP_DEBUG) for (const r of reads) if (r.error) console.log(`FLAPFAIL ${r.statements} ${String(r.error).slice(0, 120)}`);
         report.push(`${schedule.length} steps, ${reads.length} reads, ${failed} failed, ${faults.length} faults`);
         if (problems.length > 0) throw new Error(`${problems.join('\n')}\nschedule: ${JSON.stringify(schedule)}`);
       }),
