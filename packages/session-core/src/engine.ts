@@ -177,14 +177,16 @@ export class Engine<S extends Sequelize = Sequelize> {
    * session: a connection that arrives after the session's request was aborted goes straight
    * back (nothing is opened for a client that left), and the connection gets the session's reply
    * deadline. A connection idle longer than `pool.validateIdleMs` is checked with `SELECT 1`
-   * first; a dead one is destroyed and another one taken.
+   * first; a dead one is destroyed and another one taken. `validatePooled`: every pooled (not new)
+   * connection is checked so (a retry after a connection died: its neighbours may be dead too).
    */
-  async acquire(readOnly: boolean, session?: Session): Promise<PooledConnection> {
+  async acquire(readOnly: boolean, session?: Session, options: { validatePooled?: boolean } = {}): Promise<PooledConnection> {
     if (this.disposed) throw new EngineDisposedError();
     abandonedRequest(session);
     const manager = this.manager();
     const { validateIdleMs, max, acquireTimeoutMs } = this.options.pool;
-    const replicas = readOnly ? this.replicaSet : undefined;
+    // a hot standby refuses SERIALIZABLE ("cannot use serializable mode in a hot standby"): such a session reads on the primary
+    const replicas = readOnly && session?.options.isolationLevel !== 'SERIALIZABLE' ? this.replicaSet : undefined;
     const started = performance.now();
     let reconnects = 0;
     for (let attempt = 0; ; attempt++) {
@@ -217,7 +219,8 @@ export class Engine<S extends Sequelize = Sequelize> {
         this.release(connection, false);
         throw error;
       }
-      if (validateIdleMs > 0 && idleSince !== undefined && performance.now() - idleSince >= validateIdleMs && attempt <= max) {
+      const stale = idleSince !== undefined && (options.validatePooled || (validateIdleMs > 0 && performance.now() - idleSince >= validateIdleMs));
+      if (stale && attempt <= max) {
         if (!(await this.validate(connection))) {
           this.release(connection, true);
           continue;

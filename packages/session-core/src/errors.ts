@@ -1,3 +1,5 @@
+import { redactUrl } from './redact.js';
+
 /** Stable machine-readable codes carried by every sessionlocal error. */
 export type SessionLocalErrorCode =
   | 'CONFIG_INVALID'
@@ -37,7 +39,8 @@ export class ConfigError extends SessionLocalError {
   readonly field: string;
 
   constructor(field: string, problem: string) {
-    super('CONFIG_INVALID', `${field}: ${problem}`);
+    // a problem may quote the value given, e.g. a URL pasted into the wrong variable: never its password
+    super('CONFIG_INVALID', redactUrl(`${field}: ${problem}`));
     this.field = field;
   }
 
@@ -259,10 +262,12 @@ export class TransactionEndedError extends SessionLocalError {
 export class RawTransactionControlError extends SessionLocalError {
   readonly statement: string;
 
-  constructor(sessionId: number, statement: string) {
+  constructor(sessionId: number, statement: string, reason?: string) {
     super(
       'RAW_TRANSACTION_CONTROL',
-      `A ${statement} statement was sent inside session ${sessionId}: it would end or nest the session's transaction behind its back, and the statements after it would autocommit. Use session.commit() / session.rollback(), sequelize.transaction(cb) for a savepoint, or run it outside the session ({ transaction: null }).`,
+      reason
+        ? `A ${statement} statement was sent inside session ${sessionId}: ${reason}.`
+        : `A ${statement} statement was sent inside session ${sessionId}: it would end or nest the session's transaction behind its back, and the statements after it would autocommit. Use session.commit() / session.rollback(), sequelize.transaction(cb) for a savepoint, or run it outside the session ({ transaction: null }).`,
     );
     this.statement = statement;
   }

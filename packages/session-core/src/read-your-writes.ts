@@ -10,10 +10,23 @@ const READ = /^\s*(?:SELECT|SHOW|EXPLAIN|VALUES|TABLE|SAVEPOINT|RELEASE|ROLLBACK
 /** A SELECT that still writes: `SELECT ... INTO`, sequences, row locks (WAL-logged), `pg_advisory_xact_lock` is no write. */
 const WRITING_SELECT = /\b(?:INTO|nextval|setval|FOR\s+(?:UPDATE|NO\s+KEY\s+UPDATE|SHARE|KEY\s+SHARE))\b/i;
 
-/** @internal Whether `sql` may write. Conservative for SQL text; a SELECT calling a function that writes is not seen. */
+/** `EXPLAIN ANALYZE` runs the statement it explains. */
+const EXPLAIN_ANALYZE = /^\s*EXPLAIN\b[^;]*\bANALY[SZ]E\b/i;
+
+/**
+ * @internal Whether `sql` may write. Conservative for SQL text: every statement of a
+ * multi-statement text is looked at (`SELECT 1; UPDATE …` writes), and `EXPLAIN ANALYZE` counts
+ * as a write; a SELECT calling a function that writes is not seen.
+ */
 export function mayWrite(sql: string): boolean {
   if (!sql) return true;
-  return !READ.test(sql) || (/^\s*SELECT\b/i.test(sql) && WRITING_SELECT.test(sql));
+  // a `;` inside a literal only splits a read into pieces that look like writes: one more LSN fetched
+  if (sql.includes(';')) return sql.split(';').some((part) => part.trim() !== '' && statementMayWrite(part));
+  return statementMayWrite(sql);
+}
+
+function statementMayWrite(sql: string): boolean {
+  return !READ.test(sql) || (/^\s*SELECT\b/i.test(sql) && WRITING_SELECT.test(sql)) || EXPLAIN_ANALYZE.test(sql);
 }
 
 /**

@@ -169,8 +169,14 @@ export class ReplicaSet {
     const problems: ReplicaProblem[] = [];
     const count = this.replicas.length;
     const start = this.next++ % count;
-    for (let i = 0; i < count; i++) {
-      const replica = this.replicas[(start + i) % count] as Replica;
+    // one wait for the position, whichever replicas it is spent on: a forged token costs at most maxWaitMs
+    const waitUntil = performance.now() + maxWaitMs;
+    // round robin, but a replica with a free (or not yet opened) connection before a busy one: waiting
+    // out a busy pool while another has room would cost the acquire deadline for nothing
+    const max = this.options.pool.max;
+    const busy = (r: Replica) => r.pool.available === 0 && r.pool.size >= max;
+    const order = Array.from({ length: count }, (_, i) => this.replicas[(start + i) % count] as Replica).sort((a, b) => Number(busy(a)) - Number(busy(b)));
+    for (const replica of order) {
       const skip = this.unusable(replica);
       if (skip) {
         problems.push(skip);
@@ -181,8 +187,11 @@ export class ReplicaSet {
         connection = await this.take(replica);
       } catch (error) {
         if (error instanceof PoolTimeoutError) {
-          // this replica's pool is saturated, not down: try the next one (or the fallback)
-          problems.push({ url: replica.name, state: 'down', cause: `pool exhausted (${describe(error, this.secrets)})` });
+          // every connection of its pool in use: the session waited its acquire deadline and gets the
+          // PoolTimeoutError naming the replica (waiting again elsewhere would exceed that deadline)
+          if (replica.pool.using >= max) throw error;
+          // no connection could be opened in time (a replica going silent): the next one, or the fallback
+          problems.push({ url: replica.name, state: 'down', cause: `no connection within the acquire deadline (${describe(error, this.secrets)})` });
           continue;
         }
         if (!(error instanceof ReplicaUnavailableError)) this.markDown(replica, describe(error, this.secrets), sqlState(error) !== '53300');
@@ -195,7 +204,7 @@ export class ReplicaSet {
       }
       let replayed: boolean;
       try {
-        replayed = await this.replayed(replica, connection, minLsn, maxWaitMs, session);
+        replayed = await this.replayed(replica, connection, minLsn, waitUntil, session);
       } catch (error) {
         this.release(connection, true);
         this.markDown(replica, describe(error, this.secrets), true);
@@ -317,7 +326,8 @@ export class ReplicaSet {
           (late) => replica.pool.release(late),
           () => undefined,
         );
-        if ((error as { name?: string }).name === 'TimeoutError') throw new PoolTimeoutError(this.options.pool.acquireTimeoutMs, error, replica.name);
+        // sequelize-pool's acquire timeout: a `TimeoutError` class whose `name` is still 'Error'
+        if (isPoolTimeout(error)) throw new PoolTimeoutError(this.options.pool.acquireTimeoutMs, error, replica.name);
         throw error;
       } finally {
         replica.downWaiters.delete(onDown as (error: Error) => void);
@@ -333,10 +343,9 @@ export class ReplicaSet {
     }
   }
 
-  /** Poll the replica's replay position until it reaches `minLsn`, for at most `maxWaitMs`. */
-  private async replayed(replica: Replica, connection: ReplicaConnection, minLsn: string, maxWaitMs: number, session: Session | undefined): Promise<boolean> {
+  /** Poll the replica's replay position until it reaches `minLsn`, until `deadline` (once at least). */
+  private async replayed(replica: Replica, connection: ReplicaConnection, minLsn: string, deadline: number, session: Session | undefined): Promise<boolean> {
     if (replica.replayLsn !== undefined && lsnAtLeast(replica.replayLsn, minLsn)) return true;
-    const deadline = performance.now() + maxWaitMs;
     const client = connection as SessionClient;
     const previous = client.replyTimeoutMs;
     if (client instanceof SessionClient) client.replyTimeoutMs = this.options.replicaOptions.checkTimeoutMs;
@@ -506,6 +515,12 @@ interface CheckRow {
 }
 
 class DeadlineError extends Error {}
+
+/** sequelize-pool's `TimeoutError` (acquire deadline passed), whose `name` is not set. */
+function isPoolTimeout(error: unknown): boolean {
+  const e = error as { name?: unknown; constructor?: { name?: unknown } } | undefined;
+  return e?.name === 'TimeoutError' || e?.constructor?.name === 'TimeoutError';
+}
 
 function withDeadline<T>(promise: Promise<T>, ms: number, onTimeout: () => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

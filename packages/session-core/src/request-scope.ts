@@ -263,7 +263,7 @@ export class RequestScope {
         results.set(scope, result);
         if (!failed && result.response && !result.committed) failed = { scope, result };
       }
-      if (!failed) return results;
+      if (!failed) return shareTokens(group, results);
       const committed = group.filter((scope) => results.get(scope)?.committed).map((scope) => scope.name);
       const lost = group.filter((scope) => !results.get(scope)?.committed && scope.session.counts.transactions > 0).map((scope) => scope.name);
       let error = failed.result.error;
@@ -287,7 +287,7 @@ export class RequestScope {
         // a committed registration's read-your-writes headers stay: its data was saved
         results.set(scope, { committed: own.committed, error, response, ...(own.headers && { headers: own.headers }) });
       }
-      return results;
+      return shareTokens(group, results);
     })();
     for (const scope of pending) scope.ending = all.then((results) => results.get(scope) as RequestResult);
   }
@@ -306,7 +306,10 @@ export class RequestScope {
 
   private untouched(outcome: RequestOutcome | undefined): RequestResult {
     const error = outcome?.error ?? this.failure;
-    return error === undefined ? { committed: false } : { committed: false, error };
+    if (error !== undefined) return { committed: false, error };
+    // the handler committed its write itself (`db.commit()`) and ran nothing after: its token still goes out
+    if (this.carrier && this.session.commitLsn !== undefined && !this.aborted) return { committed: false, headers: sendLsn(this.carrier, this.response, this.session.commitLsn) };
+    return { committed: false };
   }
 
   private async endNow(outcome: RequestOutcome): Promise<RequestResult> {
@@ -320,8 +323,12 @@ export class RequestScope {
         const disposed = new EngineDisposedError();
         return { committed: false, error: disposed, response: httpErrorFor(disposed) };
       }
-      // the handler closed the session itself (an explicit rollback): its response stands, nothing to commit
-      if (session.state === 'closed' || this.aborted || !this.commitWhen(outcome.status)) return { committed: false };
+      // the handler closed the session itself (an explicit rollback): its response stands, nothing to commit;
+      // a write it committed itself (`db.commit()`) before a 4xx still gives its token: the client must see it
+      if (session.state === 'closed' || this.aborted || !this.commitWhen(outcome.status)) {
+        if (this.carrier && session.commitLsn !== undefined && !this.aborted) return { committed: false, headers: sendLsn(this.carrier, this.response, session.commitLsn) };
+        return { committed: false };
+      }
       await session.commitSealed();
       if (this.carrier && session.commitLsn !== undefined) return { committed: true, headers: sendLsn(this.carrier, this.response, session.commitLsn) };
       return { committed: true };
@@ -333,6 +340,43 @@ export class RequestScope {
       await session.close().catch(() => undefined);
     }
   }
+}
+
+/**
+ * Every registration's read-your-writes headers on each registration's result: a response holder
+ * mounted by several registrations applies the result of one of them (the request's latest), and
+ * every committed registration's token must go out.
+ */
+function shareTokens(group: RequestScope[], results: Map<RequestScope, RequestResult>): Map<RequestScope, RequestResult> {
+  const all: Record<string, string | string[]> = {};
+  const name = (cookie: string) => cookie.slice(0, cookie.indexOf('=') + 1);
+  for (const scope of group) {
+    for (const [header, value] of Object.entries(results.get(scope)?.headers ?? {})) {
+      if (header !== 'set-cookie') {
+        all[header] = value;
+        continue;
+      }
+      const before = all[header];
+      const list = before === undefined ? [] : Array.isArray(before) ? before : [before];
+      const own = Array.isArray(value) ? value : [value];
+      const names = new Set(own.map(name));
+      all[header] = [...list.filter((c) => !names.has(name(c))), ...own];
+    }
+  }
+  if (Object.keys(all).length === 0) return results;
+  for (const scope of group) {
+    const result = results.get(scope) as RequestResult;
+    results.set(scope, { ...result, headers: all });
+  }
+  return results;
+}
+
+function replicaUnavailable(error: ReplicaUnavailableError): HttpError {
+  return {
+    status: 503,
+    headers: { 'retry-after': String(error.retryAfterSeconds) },
+    body: { error: 'replica_unavailable', message: 'No read replica can serve this request right now; retry shortly.' },
+  };
 }
 
 /** Run `fn` where the factory's engine has no current session (an opted-out route). */
@@ -568,15 +612,12 @@ export function httpErrorFor(error: unknown): HttpError | undefined {
   if (found instanceof PoolTimeoutError) {
     return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'database_busy', message: 'The database is busy; retry shortly.' } };
   }
+  // a read-only COMMIT cut because its replica was marked down: nothing was to be saved, the replica is what failed
+  if (found instanceof CommitError && found.cause instanceof ReplicaUnavailableError) return replicaUnavailable(found.cause);
   if (found instanceof CommitError) return COMMIT_FAILED;
   if (found instanceof EngineDisposedError)
     return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'shutting_down', message: 'The server is shutting down; nothing of this request was saved. Retry shortly.' } };
-  if (found instanceof ReplicaUnavailableError)
-    return {
-      status: 503,
-      headers: { 'retry-after': String(found.retryAfterSeconds) },
-      body: { error: 'replica_unavailable', message: 'No read replica can serve this request right now; retry shortly.' },
-    };
+  if (found instanceof ReplicaUnavailableError) return replicaUnavailable(found);
   if (found instanceof ReplyTimeoutError)
     return { status: 503, headers: { 'retry-after': '1' }, body: { error: 'database_unavailable', message: 'The database did not answer in time; retry shortly.' } };
   if (!found && isConnectFailure(error)) return DATABASE_UNREACHABLE;

@@ -113,3 +113,23 @@ export function transactionControlIn(sql: string): string | undefined {
   }
   return undefined;
 }
+
+/** Cheap first look for a read-only transaction made read-write. */
+const MAYBE_READ_WRITE = /read\s+write|transaction_read_only|\breset\b/i;
+const READ_WRITE_SWITCH = /^\s*(SET\s+(?:LOCAL\s+|SESSION\s+)?TRANSACTION\b.*\bREAD\s+WRITE\b|SET\s+(?:LOCAL\s+|SESSION\s+)?transaction_read_only\b|RESET\s+(?:transaction_read_only|ALL)\b)/is;
+
+/**
+ * The statement in a statement's text that would make a read-only transaction read-write, if any
+ * (`SET TRANSACTION … READ WRITE`, `SET [LOCAL] transaction_read_only`, `RESET transaction_read_only`,
+ * `RESET ALL`): PostgreSQL allows it before the transaction's first query, so a read-only session
+ * served by the primary could write.
+ */
+export function readWriteSwitchIn(sql: string): string | undefined {
+  if (!MAYBE_READ_WRITE.test(sql)) return undefined;
+  const text = skeleton(sql);
+  for (const statement of text.includes(';') ? text.split(';') : [text]) {
+    const match = READ_WRITE_SWITCH.exec(statement);
+    if (match) return match[1]!.trim().toUpperCase().replace(/\s+/g, ' ');
+  }
+  return undefined;
+}

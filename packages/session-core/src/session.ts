@@ -18,7 +18,7 @@ import { ownerOf, setOwner } from './owner.js';
 import { lostUnanswered, sendBegin, sendWithBegin, settledStatus, transactionStatus } from './pipelined-begin.js';
 import type { ResolvedSessionOptions, SessionFactory } from './sessionmaker.js';
 import { handOver, serial } from './serial.js';
-import { mayLeaveSessionState, transactionControlIn } from './session-state.js';
+import { mayLeaveSessionState, readWriteSwitchIn, transactionControlIn } from './session-state.js';
 import { describeBegin, type PendingBegin, poolTransport, type SessionTransport } from './transport.js';
 import { mayWrite } from './read-your-writes.js';
 import { sessionStateLeft } from './state-check.js';
@@ -492,6 +492,8 @@ export class Session {
       if (life.kind === 'failed' && !ROLLBACK_TO.test(text)) throw new TransactionAbortedError(this.id, life.failure);
       const control = text ? transactionControlIn(text) : undefined;
       if (control) throw new RawTransactionControlError(this.id, control);
+      const readWrite = this.options.readOnly && text ? readWriteSwitchIn(text) : undefined;
+      if (readWrite) throw new RawTransactionControlError(this.id, readWrite, "it would make the read-only session's transaction read-write. Open a read-write session to write");
       // decided before sending: a statement that fails half-way (`SELECT pg_advisory_lock(1); SELECT 1/0`) may still leave state
       if (!held.dirty && mayLeaveSessionState(text)) held.dirty = true;
       if (!this.wrote && this.options.readYourWrites && mayWrite(text)) this.wrote = true;
@@ -609,14 +611,17 @@ export class Session {
 
   /** Move the session to a fresh connection (the old one is destroyed); `cause` is thrown when none can be had. */
   private async reconnect(held: Held, cause: unknown): Promise<void> {
+    const old = held.connection;
+    // the dead connection goes back first: when every connection of the pool died under sessions at
+    // once (a reset network), each waiting for a fresh one while holding its dead one would wait for the others
+    this.transport.release(this, old, true);
     let fresh: PooledConnection;
     try {
-      fresh = await this.engine.acquire(this.options.readOnly, this);
+      // the connection that died may not be alone (a reset network cuts every pooled one): a pooled one is checked first
+      fresh = await this.engine.acquire(this.options.readOnly, this, { validatePooled: true });
     } catch {
       throw cause;
     }
-    const old = held.connection;
-    this.transport.release(this, old, true);
     const tx = this.sequelizeTransaction() as Transaction & { connection?: PooledConnection; id: string };
     tx.connection = fresh;
     fresh.uuid = tx.id;

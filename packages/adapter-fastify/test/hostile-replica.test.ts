@@ -1,0 +1,275 @@
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { createEngine, sessionmaker, type Engine } from '@sessionlocal/session-core';
+import { startStreamingReplica, streamingReplicaUnsupported, type StreamingReplica } from '@sessionlocal/session-core/testing';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { DataTypes, QueryTypes } from 'sequelize';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fastifySessionLocal } from '../src/index.js';
+
+/**
+ * Hostile second opinion on read-your-writes over HTTP (the adapter's `readYourWrites` option,
+ * docs/production.md "Read-your-writes"): the cookie and the header, forged, malformed, huge,
+ * another registration's, two registrations, mid-request commits. The standby applies commits
+ * 3 s late, so a read not routed by the token misses the write: every check can fail.
+ */
+const unsupported = streamingReplicaUnsupported();
+const DELAY_MS = 3_000;
+const LSN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/;
+
+/** Generated junk tokens (seeded): near-misses of `X/Y` made of hex digits, signs, separators and quotes; no `;`. */
+function junk(count: number, seed = 20261201): string[] {
+  let x = seed;
+  const next = () => {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    return x / 2147483648;
+  };
+  const alphabet = '0123456789abcdefABCDEFxXgG/-+ .%,=\'"\\';
+  return Array.from({ length: count }, () => Array.from({ length: 1 + Math.floor(next() * 20) }, () => alphabet[Math.floor(next() * alphabet.length)]).join(''));
+}
+
+describe.skipIf(unsupported !== undefined)('hostile: read-your-writes through Fastify', () => {
+  let pair: StreamingReplica;
+  let server: Server;
+  let fastifyApp: FastifyInstance | undefined;
+  let base: string;
+  const engines: Engine[] = [];
+
+  beforeAll(async () => {
+    pair = await startStreamingReplica();
+    for (const db of ['main', 'reports']) await pair.primary.query(`CREATE DATABASE ${db}`);
+    for (const db of ['main', 'reports']) await pair.primary.query('CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL)', db);
+    await pair.caughtUp();
+    await pair.setApplyDelay(DELAY_MS);
+    const on = (url: string, db: string) => url.replace(/\/postgres$/, `/${db}`);
+    const make = (db: string) => {
+      const engine = createEngine(on(pair.primary.url, db), {
+        applicationName: 'hostile-replica',
+        replicas: [on(pair.standby.url, db)],
+        replicaOptions: { checkIntervalMs: 200, onStateChange: () => {} },
+      });
+      engines.push(engine);
+      return engine;
+    };
+    const main = make('main');
+    const reports = make('reports');
+    for (const e of engines) await e.ping({ replicas: true });
+    const Item = main.sequelize.define('Item', { name: DataTypes.TEXT }, { tableName: 'items', timestamps: false });
+    const Report = reports.sequelize.define('Item', { name: DataTypes.TEXT }, { tableName: 'items', timestamps: false });
+    const look = async (engine: Engine, name: string) => {
+      const [row] = await engine.sequelize.query<{ n: number; standby: boolean }>('SELECT (SELECT count(*)::int FROM items WHERE name = $1) AS n, pg_is_in_recovery() AS standby', {
+        bind: [name],
+        type: QueryTypes.SELECT,
+      });
+      return row;
+    };
+
+    const app = Fastify();
+    await app.register(fastifySessionLocal, { factory: sessionmaker(main), readOnly: (request) => request.method === 'GET', readYourWrites: true });
+    await app.register(fastifySessionLocal, { factory: sessionmaker(reports), name: 'reportsDb', readOnly: (request) => request.method === 'GET', readYourWrites: true });
+    const param = (request: { params: unknown }) => (request.params as { name: string }).name;
+    app.post('/items/:name', async (request, reply) => {
+      await Item.create({ name: param(request) });
+      return reply.code(201).send({ ok: true });
+    });
+    app.get('/items/:name', async (request) => look(main, param(request)));
+    app.post('/read-only-work/:name', async (request) => look(main, param(request)));
+    app.post('/refused/:name', async (request, reply) => {
+      await Item.create({ name: param(request) });
+      return reply.code(409).send({ error: 'conflict' });
+    });
+    app.post('/mid/:name', async (request, reply) => {
+      await Item.create({ name: param(request) });
+      await request.db.commit();
+      await look(main, 'anything');
+      return reply.code(201).send({ ok: true });
+    });
+    app.post('/mid-only/:name', async (request, reply) => {
+      await Item.create({ name: param(request) });
+      await request.db.commit();
+      return reply.code(201).send({ ok: true });
+    });
+    app.post('/mid-then-404/:name', async (request, reply) => {
+      await Item.create({ name: param(request) });
+      await request.db.commit();
+      return reply.code(404).send({ error: 'not_found' });
+    });
+    app.post('/after/:name', { config: { sessionLocal: { finish: 'after-response' } } }, async (request, reply) => {
+      await Item.create({ name: param(request) });
+      return reply.code(201).send({ ok: true });
+    });
+    app.post('/both/:name', async (request, reply) => {
+      await Item.create({ name: param(request) });
+      await Report.create({ name: param(request) });
+      return reply.code(201).send({ ok: true });
+    });
+    app.get('/both/:name', async (request) => ({ main: await look(main, param(request)), reports: await look(reports, param(request)) }));
+    fastifyApp = app;
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    server = app.server;
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }, 120_000);
+
+  afterAll(async () => {
+    await fastifyApp?.close();
+    for (const e of engines) await e.dispose();
+    await pair?.stop();
+  });
+
+  let n = 0;
+  const unique = () => `item-${++n}-${Math.random().toString(36).slice(2, 8)}`;
+  const post = (path: string) => fetch(`${base}${path}`, { method: 'POST' });
+  const get = async (path: string, headers: Record<string, string> = {}) => {
+    const res = await fetch(`${base}${path}`, { headers });
+    return { status: res.status, body: (await res.json()) as { n: number; standby: boolean } & Record<string, { n: number; standby: boolean }> };
+  };
+  const token = (res: Response, cookie = 'sl_lsn') => {
+    const set = res.headers.getSetCookie().find((c) => c.startsWith(`${cookie}=`));
+    return { cookie: set, value: set?.slice(cookie.length + 1).split(';')[0], header: res.headers.get(cookie === 'sl_lsn' ? 'x-sessionlocal-lsn' : 'x-sessionlocal-lsn-reportsdb') };
+  };
+
+  it('a committing write answers with the token in a cookie and a header; bringing either back reads the write, bringing neither does not', async () => {
+    const name = unique();
+    const res = await post(`/items/${name}`);
+    expect(res.status).toBe(201);
+    const t = token(res);
+    expect(t.value).toMatch(LSN);
+    expect(t.header).toBe(t.value);
+    expect(t.cookie).toMatch(/; Max-Age=60; Path=\/; HttpOnly; SameSite=Lax$/);
+    const [blind, byCookie, byHeader] = await Promise.all([
+      get(`/items/${name}`),
+      get(`/items/${name}`, { cookie: `other=1; sl_lsn=${t.value}` }),
+      get(`/items/${name}`, { 'x-sessionlocal-lsn': t.header as string }),
+    ]);
+    expect(blind.body).toMatchObject({ n: 0, standby: true });
+    expect(byCookie.body.n).toBe(1);
+    expect(byHeader.body.n).toBe(1);
+  });
+
+  it('no token for a request that only read, one whose write was rolled back (4xx), or an after-response route', async () => {
+    const read = await post(`/read-only-work/${unique()}`);
+    expect(read.status).toBe(200);
+    expect(token(read)).toMatchObject({ cookie: undefined, header: null });
+    const refused = await post(`/refused/${unique()}`);
+    expect(refused.status).toBe(409);
+    expect(token(refused)).toMatchObject({ cookie: undefined, header: null });
+    const after = await post(`/after/${unique()}`);
+    expect(after.status).toBe(201);
+    expect(token(after)).toMatchObject({ cookie: undefined, header: null });
+  });
+
+  it('a write committed mid-request (req.db.commit(), then reads) still answers with its token', async () => {
+    const name = unique();
+    const res = await post(`/mid/${name}`);
+    expect(res.status).toBe(201);
+    const t = token(res);
+    expect(t.value).toMatch(LSN);
+    expect((await get(`/items/${name}`, { cookie: `sl_lsn=${t.value}` })).body.n).toBe(1);
+  });
+
+  // BREAK (fixed in session-core src/request-scope.ts): a handler that wrote, committed itself and
+  // ran nothing after (the request's session looked untouched at the end) answered without a token.
+  it('a write the handler committed itself, with nothing after it, still answers with its token', async () => {
+    const name = unique();
+    const res = await post(`/mid-only/${name}`);
+    expect(res.status).toBe(201);
+    const t = token(res);
+    expect(t.value).toMatch(LSN);
+    expect((await get(`/items/${name}`, { cookie: `sl_lsn=${t.value}` })).body.n).toBe(1);
+  });
+
+  // BREAK (fixed in session-core src/request-scope.ts): a handler that committed its write itself
+  // (db.commit()) and then answered 4xx got no token: the write is committed ("work the handler
+  // committed itself is its own unit"), but the client's next read-only request read the lagging
+  // replica and missed it.
+  it('a write the handler committed itself before answering 4xx still answers with its token', async () => {
+    const name = unique();
+    const res = await post(`/mid-then-404/${name}`);
+    expect(res.status).toBe(404);
+    const t = token(res);
+    expect(t.value).toMatch(LSN);
+    expect((await get(`/items/${name}`, { cookie: `sl_lsn=${t.value}` })).body.n).toBe(1);
+  });
+
+  it('forged, malformed, huge, negative and foreign tokens cost their own request at most maxWaitMs and never fail it (generated)', async () => {
+    const name = unique();
+    const t = token(await post(`/items/${name}`));
+    const valid = /^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/;
+    const cases = [...junk(30), '-1/0', '0/-1', '1/2/3', '100000000/0', 'G/0', "0/1'", '0x0/0', '../..', 'x'.repeat(6_000)].filter((v) => !valid.test(v.trim()));
+    for (const [i, value] of cases.entries()) {
+      const where = (['header', 'cookie', 'foreign-cookie'] as const)[i % 3];
+      const headers: Record<string, string> =
+        where === 'header' ? { 'x-sessionlocal-lsn': value, cookie: `sl_lsn=${t.value}` } : where === 'cookie' ? { cookie: `sl_lsn=${value}` } : { cookie: `sl_lsn_reportsDb=${t.value}` };
+      const started = performance.now();
+      const res = await get(`/items/${name}`, headers);
+      expect(res.status, JSON.stringify(headers)).toBe(200);
+      expect(performance.now() - started).toBeLessThan(2_000);
+      // a malformed header falls back to the valid cookie; a malformed or foreign cookie is no token
+      if (where === 'header') expect(res.body.n, JSON.stringify(headers)).toBe(1);
+      else expect(res.body, JSON.stringify(headers)).toMatchObject({ n: 0, standby: true });
+    }
+    for (const forged of ['FFFFFFFF/FFFFFFFF', 'ffffffff/0']) {
+      const started = performance.now();
+      const res = await get(`/items/${name}`, { 'x-sessionlocal-lsn': forged });
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({ n: 1, standby: false });
+      expect(performance.now() - started).toBeLessThan(50 + 1_500);
+    }
+    expect(engines[0]?.stats().pools?.replicas[0]?.state).toBe('up');
+  });
+
+  // BREAK (Express; fixed in session-core src/request-scope.ts): with two registrations writing in
+  // one request, only the last registration's token (cookie and header) went out: the response
+  // holder both mount applies one registration's result, and the first one's token was lost.
+  it('two registrations carry their own tokens, and a read-only request bringing both sees both writes', async () => {
+    const name = unique();
+    const res = await post(`/both/${name}`);
+    expect(res.status).toBe(201);
+    const a = token(res);
+    const b = token(res, 'sl_lsn_reportsDb');
+    expect(a.value).toMatch(LSN);
+    expect(b.value).toMatch(LSN);
+    expect(b.header).toBe(b.value);
+    const both = await get(`/both/${name}`, { cookie: `sl_lsn=${a.value}; sl_lsn_reportsDb=${b.value}` });
+    expect(both.body.main?.n).toBe(1);
+    expect(both.body.reports?.n).toBe(1);
+    const onlyMain = await get(`/both/${name}`, { cookie: `sl_lsn=${a.value}` });
+    expect(onlyMain.body.main?.n).toBe(1);
+    expect(onlyMain.body.reports).toMatchObject({ n: 0, standby: true });
+  });
+
+  it("no usable replica with fallback 'error': 503 with Retry-After, the password hidden", async () => {
+    const downEngine = createEngine(pair.primary.url, {
+      applicationName: 'hostile-replica',
+      replicas: ['postgres://postgres:Hunter5Pw@127.0.0.1:1/postgres'],
+      replicaOptions: { fallback: 'error', checkIntervalMs: 200, checkTimeoutMs: 500, onStateChange: () => {} },
+    });
+    engines.push(downEngine);
+    const app = Fastify();
+    await app.register(fastifySessionLocal, { factory: sessionmaker(downEngine), readOnly: () => true });
+    app.get('/down', async () => downEngine.sequelize.query('SELECT 1 AS one', { type: QueryTypes.SELECT }));
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const res = await fetch(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}/down`);
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
+      const text = await res.text();
+      // the framework renders the error the handler's statement threw (its status and headers); the
+      // JSON code `replica_unavailable` is what httpErrorFor() gives an app's own error handler
+      expect(text).not.toContain('Hunter5Pw');
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('after all of it: no session open, pools at rest, nothing idle in transaction on either server', async () => {
+    for (const e of engines) {
+      expect(e.stats().sessions.open).toBe(0);
+      expect(e.stats().pool.inUse).toBe(0);
+    }
+    for (const s of [pair.primary, pair.standby]) {
+      const rows = await s.query<{ state: string }>("SELECT state FROM pg_stat_activity WHERE application_name = 'hostile-replica' AND state <> 'idle'");
+      expect(rows).toEqual([]);
+    }
+  });
+});
