@@ -1,7 +1,7 @@
 import { ServerResponse } from 'node:http';
 import { Http2ServerResponse } from 'node:http2';
 import type { HttpError, RequestResult, RequestScope } from '../request-scope.js';
-import { applyResponseHeaders } from '../response-headers.js';
+import { applyResponseHeaders, mergeSetCookie } from '../response-headers.js';
 
 const WRITES = ['writeHead', 'flushHeaders', 'write', 'end'] as const;
 type Write = (typeof WRITES)[number];
@@ -241,7 +241,11 @@ async function release(res: ServerResponse, hold: Hold, scope: RequestScope, sta
     for (const [header, value] of Object.entries(hold.headers ?? {})) if (value !== undefined) original.setHeader.call(res, header, value);
     res.statusCode = hold.status;
   }
-  if (result.headers && !hold.sent(res)) applyResponseHeaders(result.headers, { getHeader: (name) => res.getHeader(name), setHeader: (name, value) => original.setHeader.call(res, name, value) });
+  if (result.headers && !hold.sent(res)) {
+    applyResponseHeaders(result.headers, { getHeader: (name) => res.getHeader(name), setHeader: (name, value) => original.setHeader.call(res, name, value) });
+    const cookies = result.headers['set-cookie'];
+    if (cookies) for (const entry of held) if (entry[0] === 'writeHead') entry[1] = withCookies(entry[1], cookies);
+  }
   let writable = true;
   try {
     for (const [name, args] of held) {
@@ -258,6 +262,37 @@ async function release(res: ServerResponse, hold: Hold, scope: RequestScope, sta
   }
   if (writable && !res.writableEnded) res.emit('drain');
   finish();
+}
+
+/**
+ * The arguments of a held `writeHead(status, [message], headers)` with `cookies` (the
+ * read-your-writes token) added to a `set-cookie` its headers carry: `writeHead`'s headers replace
+ * those set before, so the token set with `setHeader` would be lost.
+ */
+function withCookies(args: unknown[], cookies: string | string[]): unknown[] {
+  const at = typeof args[1] === 'string' ? 2 : 1;
+  const given = args[at];
+  const isCookie = (name: unknown) => typeof name === 'string' && name.toLowerCase() === 'set-cookie';
+  let headers: unknown = given;
+  if (Array.isArray(given)) {
+    // flat [name, value, name, value, …]: Node 20 sets each pair over the last, later versions
+    // append them; one `set-cookie` pair with every cookie is right for both
+    const pairs: unknown[][] = [];
+    for (let i = 0; i + 1 < given.length; i += 2) pairs.push([given[i], given[i + 1]]);
+    if (!pairs.some(([name]) => isCookie(name))) return args;
+    const theirs = pairs.filter(([name]) => isCookie(name)).flatMap(([, value]) => (Array.isArray(value) ? value : [value]));
+    const merged = mergeSetCookie(theirs, cookies);
+    headers = [...pairs.filter(([name]) => !isCookie(name)).flat(), 'set-cookie', merged];
+  } else if (given !== null && typeof given === 'object') {
+    const key = Object.keys(given).find(isCookie);
+    if (key === undefined) return args;
+    headers = { ...given, [key]: mergeSetCookie((given as Record<string, unknown>)[key], cookies) };
+  } else {
+    return args;
+  }
+  const copy = [...args];
+  copy[at] = headers;
+  return copy;
 }
 
 /** Answer with the error response instead of the handler's (JSON, the status and headers of `response`). */
