@@ -13,7 +13,7 @@ import {
 import type { Scope } from './scope.js';
 import type { Session } from './session.js';
 import type { SessionFactory, SessionOptions } from './sessionmaker.js';
-import { applyResponseHeaders, type HeaderTarget } from './response-headers.js';
+import { applyResponseHeaders, mergeSetCookie, type HeaderTarget } from './response-headers.js';
 
 /** When the session ends relative to the response. */
 export type FinishMode = 'before-response' | 'after-response';
@@ -263,6 +263,10 @@ export class RequestScope {
         results.set(scope, result);
         if (!failed && result.response && !result.committed) failed = { scope, result };
       }
+      // one response carries every committed registration's read-your-writes headers: the
+      // holder outermost on the response applies its result's, the others' writes pass through it
+      const headers = groupHeaders(group.map((scope) => results.get(scope)?.headers));
+      if (headers) for (const scope of group) results.set(scope, { ...(results.get(scope) as RequestResult), headers });
       if (!failed) return results;
       const committed = group.filter((scope) => results.get(scope)?.committed).map((scope) => scope.name);
       const lost = group.filter((scope) => !results.get(scope)?.committed && scope.session.counts.transactions > 0).map((scope) => scope.name);
@@ -613,4 +617,13 @@ function findSessionError(error: unknown): SessionLocalError | undefined {
     current = (current as { cause?: unknown }).cause;
   }
   return undefined;
+}
+
+/** The read-your-writes headers of several registrations as one set (`set-cookie` merged), undefined when none has any. */
+function groupHeaders(each: Array<Record<string, string | string[]> | undefined>): Record<string, string | string[]> | undefined {
+  const present = each.filter((headers): headers is Record<string, string | string[]> => headers !== undefined);
+  if (present.length === 0) return undefined;
+  const all: Record<string, string | string[]> = {};
+  for (const headers of present) for (const [name, value] of Object.entries(headers)) all[name] = name === 'set-cookie' && all[name] !== undefined ? mergeSetCookie(all[name], value) : value;
+  return all;
 }
