@@ -270,3 +270,102 @@ it('a client that leaves while its first byte is held: the request rolls back or
   expect(first.stats().pool.inUse).toBe(0);
   expect((await get(`${base}/missing`)).status).toBe(404);
 });
+
+type Wrap = 'none' | 'before-first' | 'between' | 'after-second';
+type Fail = 'none' | 'first' | 'second';
+
+it('two registrations, the second maybe in a mounted sub-app (Express swaps the prototype), a compression-like wrapper anywhere among them: held until both COMMIT, a failure answers 500', async () => {
+  /** `compression`'s shape: own write/end on the instance over the ones it found, a header set at end. */
+  const wrapping: express.RequestHandler = (_req, res, next) => {
+    const write = res.write;
+    const end = res.end;
+    let chunks = 0;
+    res.write = function wrappedWrite(this: typeof res, ...args: unknown[]) {
+      chunks++;
+      return (write as (...a: unknown[]) => boolean).apply(this, args);
+    } as typeof res.write;
+    res.end = function wrappedEnd(this: typeof res, ...args: unknown[]) {
+      if (!this.headersSent) this.setHeader('x-wrapped', String(chunks));
+      return (end as (...a: unknown[]) => typeof res).apply(this, args);
+    } as typeof res.end;
+    next();
+  };
+  const origins = new Map<string, string>();
+  for (const wrap of ['none', 'before-first', 'between', 'after-second'] as const)
+    for (const sub of [false, true]) {
+      const app = express();
+      const inner = sub ? express() : app;
+      if (wrap === 'before-first') app.use(wrapping);
+      app.use(sessionLocal({ factory: sessionmaker(first), onCommitError: () => undefined }));
+      if (wrap === 'between') app.use(wrapping);
+      inner.use(sessionLocal({ factory: sessionmaker(second), name: 'reports', onCommitError: () => undefined }));
+      if (wrap === 'after-second') inner.use(wrapping);
+      inner.get('/w/:id/:write/:fail', async (req, res) => {
+        const { id, write, fail } = req.params;
+        await first.sequelize.query(`INSERT INTO marks VALUES ($1, 'first')`, { bind: [id] });
+        await second.sequelize.query(`INSERT INTO marks VALUES ($1, 'second')`, { bind: [`${id}-2`] });
+        if (fail !== 'none') await (fail === 'first' ? first : second).sequelize.query('SELECT 1/0').catch(() => undefined);
+        if (write === 'json') return void res.json({ id });
+        if (write === 'writeHead') res.writeHead(200, { 'content-type': 'application/json' });
+        else res.type('json');
+        const body = JSON.stringify({ id });
+        res.write(body.slice(0, 2));
+        res.end(body.slice(2));
+      });
+      if (sub) app.use('/sub', inner);
+      origins.set(`${wrap}/${sub}`, await listen(app));
+    }
+  await fc.assert(
+    fc.asyncProperty(
+      fc.constantFrom<Wrap>('none', 'before-first', 'between', 'after-second'),
+      fc.boolean(),
+      fc.constantFrom('json', 'write-end', 'writeHead'),
+      fc.constantFrom<Fail>('none', 'first', 'second'),
+      async (wrap, sub, write, fail) => {
+        const id = `w${++counter}`;
+        const answer = await get(`${origins.get(`${wrap}/${sub}`)}${sub ? '/sub' : ''}/w/${id}/${write}/${fail}`, id);
+        const committed = { first: await visible(id), second: await visible(`${id}-2`) };
+        if (fail === 'none') {
+          expect({ status: answer.status, body: JSON.parse(answer.body) as unknown, committed, committedAtHead: answer.committedAtHead }).toEqual({
+            status: 200,
+            body: { id },
+            committed: { first: true, second: true },
+            committedAtHead: true,
+          });
+        } else {
+          expect({ status: answer.status, error: (JSON.parse(answer.body) as { error: string }).error, committed }).toEqual({
+            status: 500,
+            error: fail === 'first' ? 'commit_failed' : 'partially_committed',
+            committed: { first: fail === 'second', second: false },
+          });
+        }
+      },
+    ),
+    { numRuns: 60 },
+  );
+  expect(first.stats().pool.inUse + second.stats().pool.inUse).toBe(0);
+});
+
+it('a method patched on OutgoingMessage.prototype after the holder went onto ServerResponse.prototype (an instrumentation loaded late) still runs for every response', async () => {
+  const app = express();
+  app.use(sessionLocal({ factory: sessionmaker(first) }));
+  app.get('/warm', async (_req, res) => {
+    await first.sequelize.query('SELECT 1');
+    res.end('warm');
+  });
+  expect((await get(`${await listen(app)}/warm`)).body).toBe('warm');
+  const proto = http.OutgoingMessage.prototype as unknown as { end: (...args: unknown[]) => unknown };
+  const end = proto.end;
+  let seen = 0;
+  proto.end = function instrumentedEnd(this: unknown, ...args: unknown[]) {
+    if (this instanceof http.ServerResponse) seen++; // not the test client's request
+    return end.apply(this, args);
+  };
+  try {
+    const plain = await listen((_req, res) => res.end('plain'));
+    expect((await get(plain)).body).toBe('plain');
+    expect(seen).toBe(1);
+  } finally {
+    proto.end = end;
+  }
+});
