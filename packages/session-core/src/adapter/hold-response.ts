@@ -51,11 +51,11 @@ export function responseHolder(): ResponseHolder {
   const wrappersOver = (original: Originals, sent: (res: ServerResponse) => boolean): PropertyDescriptorMap => {
     const descriptors: PropertyDescriptorMap = {};
     for (const name of WRITES) {
-      const method = original[name];
       const value = function heldWrite(this: HeldResponse, ...args: unknown[]): unknown {
         const hold = this[HOLD];
         // a response this holder was never mounted on (the wrappers sit on a shared prototype)
-        if (hold === undefined) return method.apply(this, args);
+        if (hold === undefined) return original[name].apply(this, args);
+        const method = original[name];
         const scope = hold.scope();
         if (hold.mode === 'idle') {
           // nothing to hold: no session, one that ends after the response, one already ended, or one that never queried
@@ -170,9 +170,20 @@ function baseOf(res: ServerResponse): object | null {
   return base;
 }
 
-/** The write methods and `setHeader` as `target` resolves them now. */
+/**
+ * The write methods and `setHeader` the wrappers put on `target` call: its own ones as they are
+ * now, an inherited one looked up on `target`'s prototype at each call (a method patched there
+ * later, e.g. by an instrumentation on `OutgoingMessage.prototype`, still runs: the wrappers on
+ * `ServerResponse.prototype` would otherwise hide it from every response in the process).
+ */
 function originalsOf(target: object): Originals {
-  return Object.fromEntries([...WRITES, 'setHeader'].map((name) => [name, (target as Record<string, Method>)[name]])) as Originals;
+  const originals = {} as Originals;
+  const parent = Object.getPrototypeOf(target) as Record<string, Method> | null;
+  for (const name of [...WRITES, 'setHeader'] as const) {
+    if (Object.hasOwn(target, name) || !parent) originals[name] = (target as Record<string, Method>)[name]!;
+    else Object.defineProperty(originals, name, { enumerable: true, get: () => parent[name] });
+  }
+  return originals;
 }
 
 /** Holds a response's raw writes until its request scope ended (see `responseHolder`). */
