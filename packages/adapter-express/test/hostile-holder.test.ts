@@ -182,7 +182,11 @@ it('streamed responses (many writes, waiting for drain, a piped Readable, flushH
       const id = `s${++counter}`;
       const response = await get(`${base}/s/${id}/${way}/${fail ? 1 : 0}`, id);
       if (fail) {
-        expect({ status: response.status, error: (JSON.parse(response.body) as { error: string }).error, committed: await visible(id) }).toEqual({ status: 500, error: 'commit_failed', committed: false });
+        expect({ status: response.status, error: (JSON.parse(response.body) as { error: string }).error, committed: await visible(id) }).toEqual({
+          status: 500,
+          error: 'commit_failed',
+          committed: false,
+        });
       } else {
         const length = way === 'pipe' ? 40 * 64 * 1024 : way === 'flushHeaders' ? 64 * 1024 + 1 : 40 * 64 * 1024 + 1;
         expect({ status: response.status, way: response.headers['x-way'], length: response.body.length, committedAtHead: response.committedAtHead }).toEqual({

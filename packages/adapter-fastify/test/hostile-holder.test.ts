@@ -58,7 +58,10 @@ function get1(url: string, id: string): Promise<Answer> {
       let body = '';
       response.setEncoding('utf8');
       response.on('data', (chunk: string) => (body += chunk));
-      response.on('end', () => void atHead.then((committedAtHead) => resolve({ status: response.statusCode ?? 0, cookies: response.headers['set-cookie'] ?? [], headers: response.headers, body, committedAtHead })));
+      response.on(
+        'end',
+        () => void atHead.then((committedAtHead) => resolve({ status: response.statusCode ?? 0, cookies: response.headers['set-cookie'] ?? [], headers: response.headers, body, committedAtHead })),
+      );
     });
     request.on('error', reject);
     request.setTimeout(10_000, () => request.destroy(new Error('timeout')));
@@ -83,7 +86,9 @@ function get2(origin: string, path: string, id: string): Promise<Answer> {
     stream.on('end', () => {
       client.close();
       const cookie = headers['set-cookie'];
-      void atHead.then((committedAtHead) => resolve({ status: Number(headers[':status']), cookies: cookie === undefined ? [] : Array.isArray(cookie) ? cookie : [cookie], headers, body, committedAtHead }));
+      void atHead.then((committedAtHead) =>
+        resolve({ status: Number(headers[':status']), cookies: cookie === undefined ? [] : Array.isArray(cookie) ? cookie : [cookie], headers, body, committedAtHead }),
+      );
     });
     stream.setTimeout(10_000, () => stream.close(http2.constants.NGHTTP2_CANCEL));
   });
@@ -200,6 +205,11 @@ it('not hijacked: the read-your-writes cookie joins the cookies set on the reply
     const id = `p${++counter}`;
     const answer = await get1(`${origin}/reply/${id}/${way}`, id);
     const cookies = way === 'none' ? ['sl_lsn'] : way === 'array' ? ['app', 'other', 'sl_lsn'] : ['app', 'sl_lsn'];
-    expect({ way, status: answer.status, cookies: names(answer.cookies), committedAtHead: answer.committedAtHead }).toEqual({ way, status: way === 'late' ? 201 : 200, cookies, committedAtHead: true });
+    expect({ way, status: answer.status, cookies: names(answer.cookies), committedAtHead: answer.committedAtHead }).toEqual({
+      way,
+      status: way === 'late' ? 201 : 200,
+      cookies,
+      committedAtHead: true,
+    });
   }
 });
