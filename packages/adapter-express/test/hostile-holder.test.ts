@@ -10,7 +10,6 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import express from 'express';
 import fc from 'fast-check';
-import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createEngine, sessionmaker, type Engine } from '@sessionlocal/session-core';
 import { createTestDatabase, type TestDatabase } from '@sessionlocal/session-core/testing';
@@ -19,7 +18,7 @@ import { sessionLocal } from '../src/index.js';
 let db: TestDatabase;
 let first: Engine;
 let second: Engine;
-let observer: pg.Client;
+let observer: Engine; // its own pool: reads what others committed
 const servers: http.Server[] = [];
 let counter = 0;
 
@@ -29,13 +28,12 @@ beforeAll(async () => {
   first = createEngine(db.url, { pool: { max: 4 }, replicas: [db.url], replicaOptions: { checkIntervalMs: 0 } });
   second = createEngine(db.url, { pool: { max: 4 }, replicas: [db.url], replicaOptions: { checkIntervalMs: 0 } });
   await first.autocommit(() => first.sequelize.query('CREATE TABLE marks (id text PRIMARY KEY, engine text)'));
-  observer = new pg.Client({ connectionString: db.url });
-  await observer.connect();
+  observer = createEngine(db.url, { pool: { max: 2 } });
 });
 
 afterAll(async () => {
   for (const server of servers) server.close();
-  await observer?.end();
+  await observer?.dispose();
   await first?.dispose();
   await second?.dispose();
   await db?.drop();
@@ -48,7 +46,10 @@ async function listen(app: express.Express | http.RequestListener): Promise<stri
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-const visible = async (id: string) => (await observer.query('SELECT 1 FROM marks WHERE id = $1', [id])).rowCount === 1;
+const visible = async (id: string) => {
+  const [rows] = (await observer.autocommit(() => observer.sequelize.query('SELECT 1 FROM marks WHERE id = $1', { bind: [id] }))) as [unknown[], unknown];
+  return rows.length === 1;
+};
 
 /** GET with node:http: status, headers, body, and whether the row was committed when the status line arrived (rule 2). */
 function get(url: string, id?: string): Promise<{ status: number; cookies: string[]; headers: http.IncomingHttpHeaders; body: string; committedAtHead?: boolean }> {
@@ -223,7 +224,7 @@ it('while the ended response is held, headersSent reads true and setHeader throw
     seen.push({ beforeEnd, afterEnd: res.headersSent, code });
   });
   const plainSeen: unknown[] = [];
-  const plain = await listen((_req, res) => {
+  const plain = await listen((_req: http.IncomingMessage, res: http.ServerResponse) => {
     const beforeWrite = res.headersSent;
     res.writeHead(201, { 'x-plain': 'yes' });
     res.end('plain');
@@ -366,7 +367,7 @@ it('a method patched on OutgoingMessage.prototype after the holder went onto Ser
     return end.apply(this, args);
   };
   try {
-    const plain = await listen((_req, res) => res.end('plain'));
+    const plain = await listen((_req: http.IncomingMessage, res: http.ServerResponse) => res.end('plain'));
     expect((await get(plain)).body).toBe('plain');
     expect(seen).toBe(1);
   } finally {

@@ -10,7 +10,6 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import fc from 'fast-check';
-import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createEngine, sessionmaker, type Engine } from '@sessionlocal/session-core';
 import { createTestDatabase, type TestDatabase } from '@sessionlocal/session-core/testing';
@@ -19,7 +18,7 @@ import { fastifySessionLocal } from '../src/index.js';
 let db: TestDatabase;
 let first: Engine;
 let second: Engine;
-let observer: pg.Client;
+let observer: Engine; // its own pool: reads what others committed
 const apps: FastifyInstance[] = [];
 let counter = 0;
 
@@ -29,19 +28,21 @@ beforeAll(async () => {
   first = createEngine(db.url, { pool: { max: 4 }, replicas: [db.url], replicaOptions: { checkIntervalMs: 0 } });
   second = createEngine(db.url, { pool: { max: 4 }, replicas: [db.url], replicaOptions: { checkIntervalMs: 0 } });
   await first.autocommit(() => first.sequelize.query('CREATE TABLE marks (id text PRIMARY KEY, engine text)'));
-  observer = new pg.Client({ connectionString: db.url });
-  await observer.connect();
+  observer = createEngine(db.url, { pool: { max: 2 } });
 });
 
 afterAll(async () => {
   for (const app of apps) await app.close();
-  await observer?.end();
+  await observer?.dispose();
   await first?.dispose();
   await second?.dispose();
   await db?.drop();
 });
 
-const visible = async (id: string) => (await observer.query('SELECT 1 FROM marks WHERE id = $1', [id])).rowCount === 1;
+const visible = async (id: string) => {
+  const [rows] = (await observer.autocommit(() => observer.sequelize.query('SELECT 1 FROM marks WHERE id = $1', { bind: [id] }))) as [unknown[], unknown];
+  return rows.length === 1;
+};
 
 interface Answer {
   status: number;
