@@ -374,3 +374,29 @@ it('a method patched on OutgoingMessage.prototype after the holder went onto Ser
     proto.end = end;
   }
 });
+
+it('a handler awaiting its write callbacks (util.promisify(res.write), res.end(cb)) is not left hanging when a failed COMMIT replaces its response', async () => {
+  const app = express();
+  const outcome = new Map<string, string>();
+  app.use(sessionLocal({ factory: sessionmaker(first), onCommitError: () => undefined }));
+  app.get('/cb/:id/:fail', async (req, res) => {
+    const { id } = req.params;
+    try {
+      await first.sequelize.query('INSERT INTO marks(id) VALUES ($1)', { bind: [id] });
+      if (req.params.fail === '1') await first.sequelize.query('SELECT 1/0').catch(() => undefined);
+      res.type('text');
+      for (let i = 0; i < 3; i++) await new Promise<void>((resolve, reject) => res.write(`chunk${i}`, (error) => (error ? reject(error) : resolve())));
+      await new Promise<void>((resolve) => res.end('!', () => resolve()));
+      outcome.set(id, 'done');
+    } catch (error) {
+      outcome.set(id, `threw ${(error as Error).message}`);
+    }
+  });
+  const base = await listen(app);
+  for (const fail of [false, true]) {
+    const id = `cb${++counter}`;
+    const answer = await get(`${base}/cb/${id}/${fail ? 1 : 0}`, id);
+    expect(answer.status).toBe(fail ? 500 : 200);
+    await expect.poll(() => outcome.get(id), { timeout: 3000 }).toBeDefined();
+  }
+});
