@@ -63,7 +63,10 @@ export function responseHolder(): ResponseHolder {
         }
         if (hold.mode === 'done') return scope ? scope.run(() => method.apply(this, args)) : method.apply(this, args);
         // dropped: after an error response (true: a writer waiting for 'drain' must not wait again), or after end
-        if (hold.mode === 'discard') return name === 'write' ? true : this;
+        if (hold.mode === 'discard') {
+          callBack(args);
+          return name === 'write' ? true : this;
+        }
         if (hold.ended) return name === 'write' ? false : this;
         (hold.held ??= []).push([name, args]);
         const first = hold.mode === 'idle';
@@ -243,6 +246,7 @@ async function release(res: ServerResponse, hold: Hold, scope: RequestScope, sta
   if (response && !hold.sent(res)) {
     writeError(res, original, response);
     hold.mode = 'discard';
+    for (const [, args] of held) callBack(args);
     res.emit('drain'); // a writer waiting for 'drain' goes on; its writes are dropped
     finish();
     return;
@@ -304,6 +308,12 @@ function withCookies(args: unknown[], cookies: string | string[]): unknown[] {
   const copy = [...args];
   copy[at] = headers;
   return copy;
+}
+
+/** A dropped write still calls back, as a written one would: a handler awaiting `res.write(chunk, cb)` or `res.end(cb)` goes on. */
+function callBack(args: unknown[]): void {
+  const callback = args[args.length - 1];
+  if (typeof callback === 'function') process.nextTick(callback as () => void);
 }
 
 /** Answer with the error response instead of the handler's (JSON, the status and headers of `response`). */
