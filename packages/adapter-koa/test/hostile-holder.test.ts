@@ -200,3 +200,48 @@ it('Koa over HTTP/1 and HTTP/2, raw or Koa-written, wrapped before/after, one or
   );
   expect(first.stats().pool.inUse + second.stats().pool.inUse).toBe(0);
 });
+
+it('over HTTP/2, a wrapper whose replayed write throws (a header set after the first byte) destroys the stream: no unhandled error, the server goes on', async () => {
+  const app = new Koa();
+  app.silent = true;
+  app.use(async (ctx, next) => {
+    const res = ctx.res as http.ServerResponse;
+    const end = res.end;
+    res.end = function throwingEnd(this: http.ServerResponse, ...args: unknown[]) {
+      this.setHeader('x-too-late', '1'); // throws once a write sent the headers
+      return (end as (...a: unknown[]) => http.ServerResponse).apply(this, args);
+    } as typeof res.end;
+    await next();
+  });
+  app.use(sessionLocal({ factory: sessionmaker(first) }));
+  app.use(async (ctx) => {
+    await first.sequelize.query('SELECT 1');
+    ctx.respond = false;
+    const res = ctx.res as http.ServerResponse;
+    res.statusCode = 200;
+    res.write('partial');
+    try {
+      res.end('!');
+    } catch {
+      // held: it throws when replayed after COMMIT
+    }
+  });
+  const errors: unknown[] = [];
+  const onError = (error: unknown) => errors.push(error);
+  process.on('uncaughtException', onError);
+  process.on('unhandledRejection', onError);
+  try {
+    const origin = await serve(app, true);
+    const outcome = await get2(origin, '/', 'none').then(
+      (answer) => answer.body,
+      (error: Error) => `failed ${error.message}`,
+    );
+    expect(outcome).not.toBe('partial!');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(errors).toEqual([]);
+  } finally {
+    process.off('uncaughtException', onError);
+    process.off('unhandledRejection', onError);
+  }
+  expect(first.stats().pool.inUse).toBe(0);
+});
