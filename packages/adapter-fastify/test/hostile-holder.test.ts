@@ -214,3 +214,43 @@ it('not hijacked: the read-your-writes cookie joins the cookies set on the reply
     });
   }
 });
+
+it('two registrations: a late error after the answer (second onSend) keeps the first answer, hijacked or not; a hijacked writer waiting for drain over HTTP/2 is released by a failed COMMIT', async () => {
+  const app = Fastify({ http2: true }) as unknown as FastifyInstance;
+  await app.register(fastifySessionLocal, { factory: sessionmaker(first), onCommitError: () => undefined });
+  await app.register(fastifySessionLocal, { factory: sessionmaker(second), name: 'reports', onCommitError: () => undefined });
+  const finished = new Map<string, string>();
+  app.get<{ Params: { id: string; way: string } }>('/late/:id/:way', async (request, reply) => {
+    const { id, way } = request.params;
+    await first.sequelize.query(`INSERT INTO marks VALUES ($1, 'first')`, { bind: [id] });
+    await second.sequelize.query(`INSERT INTO marks VALUES ($1, 'second')`, { bind: [`${id}-2`] });
+    if (way === 'late') {
+      void reply.code(201).send({ ok: true });
+      throw new Error('late');
+    }
+    if (way === 'drain-fail') await second.sequelize.query('SELECT 1/0').catch(() => undefined);
+    reply.hijack();
+    const res = reply.raw;
+    res.statusCode = 200;
+    try {
+      for (let i = 0; i < 64; i++) if (!res.write('y'.repeat(64 * 1024))) await new Promise((resolve) => res.once('drain', resolve));
+      res.end();
+      finished.set(id, 'done');
+    } catch (error) {
+      finished.set(id, `threw ${(error as Error).message}`);
+    }
+  });
+  const origin = await started(app);
+  for (const way of ['late', 'drain', 'drain-fail']) {
+    const id = `l${++counter}`;
+    const answer = await get2(origin, `/late/${id}/${way}`, id);
+    const both = { first: await visible(id), second: await visible(`${id}-2`) };
+    if (way === 'late') expect({ way, status: answer.status, body: answer.body, both }).toEqual({ way, status: 201, body: '{"ok":true}', both: { first: true, second: true } });
+    if (way === 'drain') expect({ way, status: answer.status, length: answer.body.length, both, committedAtHead: answer.committedAtHead }).toEqual({ way, status: 200, length: 64 * 64 * 1024, both: { first: true, second: true }, committedAtHead: true });
+    if (way === 'drain-fail') {
+      expect({ way, status: answer.status, error: (JSON.parse(answer.body) as { error: string }).error, both }).toEqual({ way, status: 500, error: 'partially_committed', both: { first: true, second: false } });
+      await expect.poll(() => finished.get(id), { timeout: 5000 }).toBe('done');
+    }
+  }
+  expect(first.stats().pool.inUse + second.stats().pool.inUse).toBe(0);
+});
