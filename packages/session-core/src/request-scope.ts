@@ -156,9 +156,14 @@ export class RequestScope {
     return this.session.engine.scope.run({ session: this.session, transaction: undefined, autocommit: false }, fn);
   }
 
-  /** The handler failed (seen by a framework error hook): `end()` will roll back. */
+  /**
+   * The handler failed (seen by a framework error hook): `end()` will roll back. Once the outcome
+   * is decided (`settled`) an error changes nothing, also for a registration of a group whose
+   * COMMIT waits for an earlier one's (a late error after the answer must not roll it back under
+   * an answer that said it was saved).
+   */
   fail(error: unknown): void {
-    this.failure ??= error;
+    if (this.ending === undefined) this.failure ??= error;
   }
 
   /**
