@@ -246,9 +246,21 @@ it('two registrations: a late error after the answer (second onSend) keeps the f
     const answer = await get2(origin, `/late/${id}/${way}`, id);
     const both = { first: await visible(id), second: await visible(`${id}-2`) };
     if (way === 'late') expect({ way, status: answer.status, body: answer.body, both }).toEqual({ way, status: 201, body: '{"ok":true}', both: { first: true, second: true } });
-    if (way === 'drain') expect({ way, status: answer.status, length: answer.body.length, both, committedAtHead: answer.committedAtHead }).toEqual({ way, status: 200, length: 64 * 64 * 1024, both: { first: true, second: true }, committedAtHead: true });
+    if (way === 'drain')
+      expect({ way, status: answer.status, length: answer.body.length, both, committedAtHead: answer.committedAtHead }).toEqual({
+        way,
+        status: 200,
+        length: 64 * 64 * 1024,
+        both: { first: true, second: true },
+        committedAtHead: true,
+      });
     if (way === 'drain-fail') {
-      expect({ way, status: answer.status, error: (JSON.parse(answer.body) as { error: string }).error, both }).toEqual({ way, status: 500, error: 'partially_committed', both: { first: true, second: false } });
+      expect({ way, status: answer.status, error: (JSON.parse(answer.body) as { error: string }).error, both }).toEqual({
+        way,
+        status: 500,
+        error: 'partially_committed',
+        both: { first: true, second: false },
+      });
       await expect.poll(() => finished.get(id), { timeout: 5000 }).toBe('done');
     }
   }
