@@ -1,12 +1,13 @@
 // CPU µs per request of an Express/Koa/Fastify server (sessionLocal + findByPk) in this process, loaded by autocannon in a child.
-// usage: DATABASE_URL=… node bench/src/cpu-per-request.js [CHECKOUT] [express|koa|fastify] [items|ping] [sessionlocal|bare]
+// usage: DATABASE_URL=… node bench/src/cpu-per-request.js [CHECKOUT] [express|koa|fastify] [items|ping] [sessionlocal|bare][+json]
 // CHECKOUT (default: this one) is a built checkout of the repo, e.g. a worktree of an older commit:
 // the same script measures both, so a before/after comparison runs the same load. Prints the
 // server's CPU time (user + system) per request over 7 batches of 4000 requests (min, median).
 import { fork } from 'node:child_process';
 const here = new URL('../..', import.meta.url).pathname.replace(/\/$/, '');
 const [root = here, framework = 'express', route = 'items', mode = 'sessionlocal'] = process.argv.slice(2);
-const bare = mode === 'bare'; // the framework alone (no sessionLocal): `/ping` only
+const bare = mode.startsWith('bare'); // the framework alone (no sessionLocal): `/ping` only
+const json = mode.endsWith('+json'); // Express: express.json() after the adapter, as bench/src/server/express.js mounts it
 if (process.argv[2] === 'load') {
   const { createRequire } = await import('node:module');
   const autocannon = createRequire(import.meta.url)('autocannon');
@@ -30,6 +31,7 @@ if (process.argv[2] === 'load') {
     const { sessionLocal } = await import(root + '/packages/adapter-express/dist/index.js');
     const app = express();
     if (!bare) app.use(sessionLocal({ factory }));
+    if (json) app.use(express.json());
     app.get('/items/:id', async (q, s) => s.json(await Item.findByPk(q.params.id)));
     app.get('/ping', (q, s) => s.json({ pong: true }));
     const server = app.listen(0, '127.0.0.1');
@@ -75,7 +77,9 @@ if (process.argv[2] === 'load') {
     per.push((c.user + c.system) / done);
   }
   per.sort((a, b) => a - b);
-  console.log(`${root} ${framework} ${route}${bare ? ' (bare)' : ''} on Node ${process.versions.node}: CPU µs/request min ${per[0].toFixed(0)} median ${per[3].toFixed(0)} (7 batches of 4000)`);
+  console.log(
+    `${root} ${framework} ${route}${mode === 'sessionlocal' ? '' : ` (${mode})`} on Node ${process.versions.node}: CPU µs/request min ${per[0].toFixed(0)} median ${per[3].toFixed(0)} (7 batches of 4000)`,
+  );
   child.kill();
   await run(`DROP TABLE cpu_items_${process.pid}`);
   process.exit(0);

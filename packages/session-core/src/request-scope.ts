@@ -13,7 +13,7 @@ import {
 import type { Scope } from './scope.js';
 import type { Session } from './session.js';
 import type { SessionFactory, SessionOptions } from './sessionmaker.js';
-import { applyResponseHeaders, type HeaderTarget } from './response-headers.js';
+import { applyResponseHeaders, mergeSetCookie, type HeaderTarget } from './response-headers.js';
 
 /** When the session ends relative to the response. */
 export type FinishMode = 'before-response' | 'after-response';
@@ -156,9 +156,14 @@ export class RequestScope {
     return this.session.engine.scope.run({ session: this.session, transaction: undefined, autocommit: false }, fn);
   }
 
-  /** The handler failed (seen by a framework error hook): `end()` will roll back. */
+  /**
+   * The handler failed (seen by a framework error hook): `end()` will roll back. Once the outcome
+   * is decided (`settled`) an error changes nothing, also for a registration of a group whose
+   * COMMIT waits for an earlier one's (a late error after the answer must not roll it back under
+   * an answer that said it was saved).
+   */
   fail(error: unknown): void {
-    this.failure ??= error;
+    if (this.ending === undefined) this.failure ??= error;
   }
 
   /**
@@ -263,7 +268,11 @@ export class RequestScope {
         results.set(scope, result);
         if (!failed && result.response && !result.committed) failed = { scope, result };
       }
-      if (!failed) return shareTokens(group, results);
+      // one response carries every committed registration's read-your-writes headers: the
+      // holder outermost on the response applies its result's, the others' writes pass through it
+      const headers = groupHeaders(group.map((scope) => results.get(scope)?.headers));
+      if (headers) for (const scope of group) results.set(scope, { ...(results.get(scope) as RequestResult), headers });
+      if (!failed) return results;
       const committed = group.filter((scope) => results.get(scope)?.committed).map((scope) => scope.name);
       const lost = group.filter((scope) => !results.get(scope)?.committed && scope.session.counts.transactions > 0).map((scope) => scope.name);
       let error = failed.result.error;
@@ -287,7 +296,7 @@ export class RequestScope {
         // a committed registration's read-your-writes headers stay: its data was saved
         results.set(scope, { committed: own.committed, error, response, ...(own.headers && { headers: own.headers }) });
       }
-      return shareTokens(group, results);
+      return results;
     })();
     for (const scope of pending) scope.ending = all.then((results) => results.get(scope) as RequestResult);
   }
@@ -347,30 +356,6 @@ export class RequestScope {
  * mounted by several registrations applies the result of one of them (the request's latest), and
  * every committed registration's token must go out.
  */
-function shareTokens(group: RequestScope[], results: Map<RequestScope, RequestResult>): Map<RequestScope, RequestResult> {
-  const all: Record<string, string | string[]> = {};
-  const name = (cookie: string) => cookie.slice(0, cookie.indexOf('=') + 1);
-  for (const scope of group) {
-    for (const [header, value] of Object.entries(results.get(scope)?.headers ?? {})) {
-      if (header !== 'set-cookie') {
-        all[header] = value;
-        continue;
-      }
-      const before = all[header];
-      const list = before === undefined ? [] : Array.isArray(before) ? before : [before];
-      const own = Array.isArray(value) ? value : [value];
-      const names = new Set(own.map(name));
-      all[header] = [...list.filter((c) => !names.has(name(c))), ...own];
-    }
-  }
-  if (Object.keys(all).length === 0) return results;
-  for (const scope of group) {
-    const result = results.get(scope) as RequestResult;
-    results.set(scope, { ...result, headers: all });
-  }
-  return results;
-}
-
 function replicaUnavailable(error: ReplicaUnavailableError): HttpError {
   return {
     status: 503,
@@ -654,4 +639,13 @@ function findSessionError(error: unknown): SessionLocalError | undefined {
     current = (current as { cause?: unknown }).cause;
   }
   return undefined;
+}
+
+/** The read-your-writes headers of several registrations as one set (`set-cookie` merged), undefined when none has any. */
+function groupHeaders(each: Array<Record<string, string | string[]> | undefined>): Record<string, string | string[]> | undefined {
+  const present = each.filter((headers): headers is Record<string, string | string[]> => headers !== undefined);
+  if (present.length === 0) return undefined;
+  const all: Record<string, string | string[]> = {};
+  for (const headers of present) for (const [name, value] of Object.entries(headers)) all[name] = name === 'set-cookie' && all[name] !== undefined ? mergeSetCookie(all[name], value) : value;
+  return all;
 }

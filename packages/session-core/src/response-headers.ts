@@ -1,5 +1,8 @@
 /** Where headers go: a Node response (`setHeader`) or a framework's reply (Fastify's `header`). */
-export type HeaderTarget = { getHeader(name: string): unknown } & ({ setHeader(name: string, value: string | string[]): unknown } | { header(name: string, value: string | string[]): unknown });
+export type HeaderTarget = { getHeader(name: string): unknown } & (
+  | { setHeader(name: string, value: string | string[]): unknown }
+  | { header(name: string, value: string | string[]): unknown; removeHeader(name: string): unknown }
+);
 
 /**
  * Set `headers` on `target`: `set-cookie` is merged with the cookies the response already
@@ -10,7 +13,11 @@ export function applyResponseHeaders(headers: Record<string, string | string[]>,
   for (const [name, value] of Object.entries(headers)) {
     const merged = name === 'set-cookie' ? mergeSetCookie(target.getHeader(name), value) : value;
     if ('setHeader' in target) target.setHeader(name, merged);
-    else target.header(name, merged);
+    else {
+      // Fastify's `reply.header('set-cookie', …)` appends to the cookies already there: the merged list replaces them
+      if (name === 'set-cookie') target.removeHeader(name);
+      target.header(name, merged);
+    }
   }
 }
 

@@ -823,6 +823,12 @@ describe('sequelize.transaction.test.js > Sequelize#transaction', () => {
     const pid = (connection as unknown as { processID: number }).processID;
     expect(pooled(connection)).toBe(true);
     await h.observer.query('SELECT pg_terminate_backend($1)', [pid]);
+    // pg_terminate_backend only signals: wait until the backend is gone (a loaded machine may still answer a ROLLBACK sent at once)
+    for (let i = 0; i < 100; i++) {
+      const { rows } = await h.observer.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid]);
+      if (rows.length === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     await expect(session.rollback()).resolves.toBeUndefined();
     expect(pooled(connection)).toBe(false);
     await session.close();

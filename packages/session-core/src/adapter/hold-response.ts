@@ -1,7 +1,7 @@
 import { ServerResponse } from 'node:http';
 import { Http2ServerResponse } from 'node:http2';
 import type { HttpError, RequestResult, RequestScope } from '../request-scope.js';
-import { applyResponseHeaders } from '../response-headers.js';
+import { applyResponseHeaders, mergeSetCookie } from '../response-headers.js';
 
 const WRITES = ['writeHead', 'flushHeaders', 'write', 'end'] as const;
 type Write = (typeof WRITES)[number];
@@ -103,11 +103,11 @@ function patchBase(base: object): { original: Originals; sent: (res: ServerRespo
 function wrappersOver(key: symbol, original: Originals, sent: (res: ServerResponse) => boolean): PropertyDescriptorMap {
   const descriptors: PropertyDescriptorMap = {};
   for (const name of WRITES) {
-    const method = original[name];
     const value = function heldWrite(this: HeldResponse, ...args: unknown[]): unknown {
       const hold = this[key];
       // a response no holder was mounted on (the wrappers sit on a shared prototype)
-      if (hold === undefined) return method.apply(this, args);
+      if (hold === undefined) return original[name].apply(this, args);
+      const method = original[name];
       const scope = hold.scope();
       if (hold.mode === 'idle') {
         // nothing to hold: no session, one that ends after the response, one already ended, or one that never queried
@@ -115,7 +115,10 @@ function wrappersOver(key: symbol, original: Originals, sent: (res: ServerRespon
       }
       if (hold.mode === 'done') return scope ? scope.run(() => method.apply(this, args)) : method.apply(this, args);
       // dropped: after an error response (true: a writer waiting for 'drain' must not wait again), or after end
-      if (hold.mode === 'discard') return name === 'write' ? true : this;
+      if (hold.mode === 'discard') {
+        callBack(args);
+        return name === 'write' ? true : this;
+      }
       if (hold.ended) return name === 'write' ? false : this;
       (hold.held ??= []).push([name, args]);
       const first = hold.mode === 'idle';
@@ -197,9 +200,21 @@ function baseOf(res: ServerResponse): object | null {
   return base;
 }
 
-/** The write methods and `setHeader` as `target` resolves them now. */
+/**
+ * The write methods and `setHeader` the wrappers put on `target` call: its own ones as they are
+ * now, an inherited one looked up on `target`'s prototype at each call (a method patched there
+ * later, e.g. by an instrumentation on `OutgoingMessage.prototype`, still runs: the wrappers on
+ * `ServerResponse.prototype` would otherwise hide it from every response in the process).
+ */
 function originalsOf(target: object): Originals {
-  return Object.fromEntries([...WRITES, 'setHeader'].map((name) => [name, (target as Record<string, Method>)[name]])) as Originals;
+  // inherited methods are looked up through the prototype at each call (an object whose prototype is
+  // `target`'s: a plain, inline-cached lookup), so a later patch of e.g. `OutgoingMessage.prototype.end` is seen
+  const parent = Object.getPrototypeOf(target) as object | null;
+  const originals = Object.create(parent) as Originals;
+  for (const name of [...WRITES, 'setHeader'] as const) {
+    if (Object.hasOwn(target, name) || !parent) originals[name] = (target as Record<string, Method>)[name]!;
+  }
+  return originals;
 }
 
 /** Holds a response's raw writes until its request scope ended (see `responseHolder`). */
@@ -259,6 +274,7 @@ async function release(res: ServerResponse, hold: Hold, scope: RequestScope, sta
   if (response && !hold.sent(res)) {
     writeError(res, original, response);
     hold.mode = 'discard';
+    for (const [, args] of held) callBack(args);
     res.emit('drain'); // a writer waiting for 'drain' goes on; its writes are dropped
     finish();
     return;
@@ -268,7 +284,11 @@ async function release(res: ServerResponse, hold: Hold, scope: RequestScope, sta
     for (const [header, value] of Object.entries(hold.headers ?? {})) if (value !== undefined) original.setHeader.call(res, header, value);
     res.statusCode = hold.status;
   }
-  if (result.headers && !hold.sent(res)) applyResponseHeaders(result.headers, { getHeader: (name) => res.getHeader(name), setHeader: (name, value) => original.setHeader.call(res, name, value) });
+  if (result.headers && !hold.sent(res)) {
+    applyResponseHeaders(result.headers, { getHeader: (name) => res.getHeader(name), setHeader: (name, value) => original.setHeader.call(res, name, value) });
+    const cookies = result.headers['set-cookie'];
+    if (cookies) for (const entry of held) if (entry[0] === 'writeHead') entry[1] = withCookies(entry[1], cookies);
+  }
   let writable = true;
   try {
     for (const [name, args] of held) {
@@ -285,6 +305,43 @@ async function release(res: ServerResponse, hold: Hold, scope: RequestScope, sta
   }
   if (writable && !res.writableEnded) res.emit('drain');
   finish();
+}
+
+/**
+ * The arguments of a held `writeHead(status, [message], headers)` with `cookies` (the
+ * read-your-writes token) added to a `set-cookie` its headers carry: `writeHead`'s headers replace
+ * those set before, so the token set with `setHeader` would be lost.
+ */
+function withCookies(args: unknown[], cookies: string | string[]): unknown[] {
+  const at = typeof args[1] === 'string' ? 2 : 1;
+  const given = args[at];
+  const isCookie = (name: unknown) => typeof name === 'string' && name.toLowerCase() === 'set-cookie';
+  let headers: unknown = given;
+  if (Array.isArray(given)) {
+    // flat [name, value, name, value, …]: Node 20 sets each pair over the last, later versions
+    // append them; one `set-cookie` pair with every cookie is right for both
+    const pairs: unknown[][] = [];
+    for (let i = 0; i + 1 < given.length; i += 2) pairs.push([given[i], given[i + 1]]);
+    if (!pairs.some(([name]) => isCookie(name))) return args;
+    const theirs = pairs.filter(([name]) => isCookie(name)).flatMap(([, value]) => (Array.isArray(value) ? value : [value]));
+    const merged = mergeSetCookie(theirs, cookies);
+    headers = [...pairs.filter(([name]) => !isCookie(name)).flat(), 'set-cookie', merged];
+  } else if (given !== null && typeof given === 'object') {
+    const key = Object.keys(given).find(isCookie);
+    if (key === undefined) return args;
+    headers = { ...given, [key]: mergeSetCookie((given as Record<string, unknown>)[key], cookies) };
+  } else {
+    return args;
+  }
+  const copy = [...args];
+  copy[at] = headers;
+  return copy;
+}
+
+/** A dropped write still calls back, as a written one would: a handler awaiting `res.write(chunk, cb)` or `res.end(cb)` goes on. */
+function callBack(args: unknown[]): void {
+  const callback = args[args.length - 1];
+  if (typeof callback === 'function') process.nextTick(callback as () => void);
 }
 
 /** Answer with the error response instead of the handler's (JSON, the status and headers of `response`). */
