@@ -25,6 +25,8 @@ export interface WriteRecord {
   failsAtCommit: boolean;
   /** Ran in a timer / `finish` listener / stream, not in the handler's own flow. */
   background: boolean;
+  /** A raced `findOrCreate`'s row: whether this request or its twin created it is timing. */
+  raced?: boolean;
 }
 
 /** An error a step got (deliberate failures included). */
@@ -286,6 +288,7 @@ export async function runProgram(rec: RunRecord, io: Io, models: Models): Promis
             rec.startTwin(key);
             await rec.barrier(key);
           }
+          if (s.raced) w.raced = true;
           const [, created] = await Key.findOrCreate({ where: { key }, defaults: { rid: rec.rid, seq: w.seq } });
           if (created) w.ok = true;
           else trace.writes.splice(trace.writes.indexOf(w), 1);

@@ -131,8 +131,9 @@ export function outcomeClass(o: Observation, afterRespond: boolean, errorsOnly =
 }
 
 /** Whether any write of the request that was not asked to autocommit is in the database. */
-function savedAnything(o: Observation): boolean {
-  return o.trace.writes.some((w) => live(o, w) && present(o, w));
+/** Whether a write of the request is in the database; `raced` rows left out (which of the twins created one is timing). */
+function savedAnything(o: Observation, ignoreRaced = false): boolean {
+  return o.trace.writes.some((w) => !(ignoreRaced && w.raced) && live(o, w) && present(o, w));
 }
 
 /** Invariant 5: the adapters that can express the program give the same outcome class. */
@@ -150,7 +151,7 @@ export function checkParity(observations: Observation[]): Violation[] {
   const classes = new Map(
     compared.map((o) => [
       o.adapter,
-      aborted ? JSON.stringify({ saved: savedAnything(o) }) : raced ? outcomeClass(o, afterRespond, true) : twice ? JSON.stringify({ outcome: lastOutcome(o) }) : outcomeClass(o, afterRespond),
+      aborted ? JSON.stringify({ saved: savedAnything(o, raced) }) : raced ? outcomeClass(o, afterRespond, true) : twice ? JSON.stringify({ outcome: lastOutcome(o) }) : outcomeClass(o, afterRespond),
     ]),
   );
   if (new Set(classes.values()).size <= 1) return [];
