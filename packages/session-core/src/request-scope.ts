@@ -313,12 +313,18 @@ export class RequestScope {
     return true;
   }
 
+  /** The read-your-writes token of the session's last COMMIT (none for a client that left). */
+  private tokenHeaders(): Record<string, string | string[]> | undefined {
+    const lsn = this.session.commitLsn;
+    return this.carrier && lsn !== undefined && !this.aborted ? sendLsn(this.carrier, this.response, lsn) : undefined;
+  }
+
   private untouched(outcome: RequestOutcome | undefined): RequestResult {
     const error = outcome?.error ?? this.failure;
     if (error !== undefined) return { committed: false, error };
     // the handler committed its write itself (`db.commit()`) and ran nothing after: its token still goes out
-    if (this.carrier && this.session.commitLsn !== undefined && !this.aborted) return { committed: false, headers: sendLsn(this.carrier, this.response, this.session.commitLsn) };
-    return { committed: false };
+    const headers = this.tokenHeaders();
+    return headers ? { committed: false, headers } : { committed: false };
   }
 
   private async endNow(outcome: RequestOutcome): Promise<RequestResult> {
@@ -335,12 +341,12 @@ export class RequestScope {
       // the handler closed the session itself (an explicit rollback): its response stands, nothing to commit;
       // a write it committed itself (`db.commit()`) before a 4xx still gives its token: the client must see it
       if (session.state === 'closed' || this.aborted || !this.commitWhen(outcome.status)) {
-        if (this.carrier && session.commitLsn !== undefined && !this.aborted) return { committed: false, headers: sendLsn(this.carrier, this.response, session.commitLsn) };
-        return { committed: false };
+        const headers = this.tokenHeaders();
+        return headers ? { committed: false, headers } : { committed: false };
       }
       await session.commitSealed();
-      if (this.carrier && session.commitLsn !== undefined) return { committed: true, headers: sendLsn(this.carrier, this.response, session.commitLsn) };
-      return { committed: true };
+      const headers = this.tokenHeaders();
+      return headers ? { committed: true, headers } : { committed: true };
     } catch (error) {
       // COMMIT (or commitWhen) failed: the client must not get the handler's 2xx
       return { committed: false, error, response: httpErrorFor(error) ?? COMMIT_FAILED };
@@ -351,11 +357,7 @@ export class RequestScope {
   }
 }
 
-/**
- * Every registration's read-your-writes headers on each registration's result: a response holder
- * mounted by several registrations applies the result of one of them (the request's latest), and
- * every committed registration's token must go out.
- */
+/** 503 `replica_unavailable` with the error's `Retry-After`. */
 function replicaUnavailable(error: ReplicaUnavailableError): HttpError {
   return {
     status: 503,
@@ -641,7 +643,11 @@ function findSessionError(error: unknown): SessionLocalError | undefined {
   return undefined;
 }
 
-/** The read-your-writes headers of several registrations as one set (`set-cookie` merged), undefined when none has any. */
+/**
+ * The read-your-writes headers of several registrations as one set (`set-cookie` merged),
+ * undefined when none has any: a response holder mounted by several registrations applies the
+ * result of one of them, and every committed registration's token must go out.
+ */
 function groupHeaders(each: Array<Record<string, string | string[]> | undefined>): Record<string, string | string[]> | undefined {
   const present = each.filter((headers): headers is Record<string, string | string[]> => headers !== undefined);
   if (present.length === 0) return undefined;

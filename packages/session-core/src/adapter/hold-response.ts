@@ -24,6 +24,8 @@ interface Hold {
   headers: Record<string, number | string | string[] | undefined> | undefined;
   /** `socket.destroy()` asked for while the finished response was held (Express's finalhandler after a late throw). */
   destroyAfter: { error?: Error } | undefined;
+  /** Puts the socket's own `destroy` back (set while a finished response is held). */
+  restoreDestroy: (() => void) | undefined;
   onResult: ((result: RequestResult) => void) | undefined;
   /** Whether the real response has sent its headers (the getter the wrappers shadow). */
   sent: (res: ServerResponse) => boolean;
@@ -172,7 +174,21 @@ function newHold(
   sent: (res: ServerResponse) => boolean,
   onResult: ((result: RequestResult) => void) | undefined,
 ): Hold {
-  return { owner, scope, original, held: undefined, mode: 'idle', ended: false, status: 200, headStatus: false, headers: undefined, destroyAfter: undefined, onResult, sent };
+  return {
+    owner,
+    scope,
+    original,
+    held: undefined,
+    mode: 'idle',
+    ended: false,
+    status: 200,
+    headStatus: false,
+    headers: undefined,
+    destroyAfter: undefined,
+    restoreDestroy: undefined,
+    onResult,
+    sent,
+  };
 }
 
 const OWN = [...WRITES, 'setHeader', 'headersSent'] as const;
@@ -251,7 +267,7 @@ function deferDestroy(res: ServerResponse, hold: Hold): void {
   const restore = () => {
     socket.destroy = destroy;
   };
-  (hold as Hold & { restoreDestroy?: () => void }).restoreDestroy = restore;
+  hold.restoreDestroy = restore;
 }
 
 async function release(res: ServerResponse, hold: Hold, scope: RequestScope, status: number): Promise<void> {
@@ -259,7 +275,7 @@ async function release(res: ServerResponse, hold: Hold, scope: RequestScope, sta
   hold.onResult?.(result);
   const { response } = result;
   hold.mode = 'done';
-  const restoreDestroy = (hold as Hold & { restoreDestroy?: () => void }).restoreDestroy;
+  const { restoreDestroy } = hold;
   const finish = () => {
     restoreDestroy?.();
     const after = hold.destroyAfter;
